@@ -1,0 +1,34 @@
+"""The ``opsmind`` command. Each command is a few lines: parse, call a library function, format."""
+
+from __future__ import annotations
+
+import typer
+
+from opsmind import __version__
+from opsmind.cli.bench import bench_app
+
+app = typer.Typer(
+    name="opsmind",
+    help="opsmind: anomaly detection, forecasting, scaling, rightsizing and root cause analysis for your services.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(bench_app, name="bench")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"opsmind {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """opsmind: an AIOps engine whose claims are benchmark commands you can rerun."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,1 @@
+"""The workload simulator behind ``opsmind demo`` and many tests."""

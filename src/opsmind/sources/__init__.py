@@ -1,0 +1,1 @@
+"""Data sources: files and the Prometheus HTTP API turned into typed frames."""
