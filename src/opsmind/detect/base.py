@@ -69,6 +69,13 @@ class Detector(ABC):
             self.learn_one(ts[i], row)
         return out
 
+    def learn(self, frame: Frame) -> None:
+        """Learn every row of ``frame`` in order without scoring (e.g. a training period)."""
+        self._check_frame(frame)
+        ts = frame.seconds()
+        for i in range(len(frame)):
+            self.learn_one(ts[i], frame.values[i])
+
     def explain_one(self, t: float, x: float | FloatArray) -> FloatArray:
         """Per-column contribution to the score of ``x`` (non-negative, same order as the columns).
 
