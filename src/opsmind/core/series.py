@@ -32,7 +32,7 @@ def to_seconds(timestamps: npt.NDArray[np.datetime64]) -> FloatArray:
     return timestamps.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Frame:
     """Timestamps (``datetime64[ns]``, sorted, unique, naive UTC) and a float64 ``(n, d)`` value matrix.
 
