@@ -6,6 +6,8 @@ import typer
 
 from opsmind import __version__
 from opsmind.cli.bench import bench_app
+from opsmind.cli.demo import demo
+from opsmind.cli.detect import detect
 
 app = typer.Typer(
     name="opsmind",
@@ -15,6 +17,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(bench_app, name="bench")
+app.command("demo")(demo)
+app.command("detect")(detect)
 
 
 def _version(value: bool) -> None:
