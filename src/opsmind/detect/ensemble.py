@@ -17,13 +17,12 @@ largest novelty seen), about 0.94 at twice that. Deciding what to alert on is th
 :class:`~opsmind.detect.threshold.Thresholder`'s job.
 
 Defaults: novelty at two scales (8-point windows of the raw series, and of a 4-row moving mean: 32 rows), plus
-range excess, all with a 300-row warm-up. Paired with a thresholder that suppresses repeats for 8 hours
-(``Thresholder(refractory_s=28800)``; 100 rows at the common 5-minute step), on NAB this configuration scores
-what ``opsmind bench nab`` prints.
+range excess, all with a 300-row warm-up. Paired with the default thresholder, which suppresses repeats for 8 hours
+(100 rows at the common 5-minute step), on NAB this configuration scores what ``opsmind bench nab`` prints.
 
-Tried on NAB and not kept (held-out halves, see the benchmark notes): replacing the running-max calibration by the
-likelihood alone, a likelihood on log distances, and a member on z-normalised windows (shape only) at scale 4,
-with or without its own likelihood: none helped both halves.
+Tried on NAB and not kept (developed on the even-indexed files, checked on the odd ones): replacing the
+running-max calibration by the likelihood alone, a likelihood on log distances, and a member on z-normalised
+windows (shape only) at scale 4, with or without its own likelihood: none helped both halves.
 """
 
 from __future__ import annotations

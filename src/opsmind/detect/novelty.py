@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit
 
-from opsmind.core import FloatArray, Frame
+from opsmind.core import ConfigError, FloatArray, Frame
 from opsmind.detect.base import DETECTORS, Detector, as_row, check_positive
 
 __all__ = ["WindowNovelty"]
@@ -181,8 +181,6 @@ class WindowNovelty(Detector):
         self.tail = tail
 
     def _validate(self) -> None:
-        from opsmind.core import ConfigError
-
         for name in ("m", "scale", "lookback", "warmup", "short"):
             check_positive(name, getattr(self, name), integer=True)
         if not 0.0 <= self.relax < 1.0:
