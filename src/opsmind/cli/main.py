@@ -6,6 +6,7 @@ import typer
 
 from opsmind import __version__
 from opsmind.cli.bench import bench_app
+from opsmind.cli.capacity import capacity
 from opsmind.cli.demo import demo
 from opsmind.cli.detect import detect
 
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 app.command("demo")(demo)
 app.command("detect")(detect)
+app.command("capacity")(capacity)
 
 
 def _version(value: bool) -> None:
