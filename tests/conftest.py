@@ -7,6 +7,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # so test modules can import the helper modules beside them
 
-from servers import prometheus, prometheus_basic_auth, prometheus_bin, promtool_bin
+from servers import alertmanager, alertmanager_bin, prometheus, prometheus_basic_auth, prometheus_bin, promtool_bin
 
-__all__ = ["prometheus", "prometheus_basic_auth", "prometheus_bin", "promtool_bin"]
+__all__ = ["alertmanager", "alertmanager_bin", "prometheus", "prometheus_basic_auth", "prometheus_bin", "promtool_bin"]

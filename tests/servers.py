@@ -25,6 +25,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 PROMETHEUS_PACKAGE = "prometheus"
+ALERTMANAGER_PACKAGE = "prometheus-alertmanager"
 
 
 def free_port() -> int:
@@ -76,19 +77,62 @@ def backfill(promtool: str, storage: Path, series: Iterable[tuple[str, int, floa
 
 
 @dataclass
-class PrometheusProcess:
-    """A Prometheus server on a free loopback port with its own storage directory."""
+class ManagedProcess:
+    """A server binary run on a free loopback port in its own work directory, with its log kept there."""
 
     binary: str
     workdir: Path
-    scrape_targets: list[str] = field(default_factory=list)
-    web_config: str | None = None
     port: int = field(default_factory=free_port)
     _proc: subprocess.Popen[bytes] | None = None
+
+    name = "server"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def _launch(self, args: list[str]) -> None:
+        log = (self.workdir / f"{self.name}.log").open("wb")
+        self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+    def _wait(self, ready: object, timeout_s: float) -> None:
+        assert callable(ready)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+            try:
+                if ready():
+                    return
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout_s} s: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        log = self.workdir / f"{self.name}.log"
+        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        self._proc = None
+
+
+@dataclass
+class PrometheusProcess(ManagedProcess):
+    """A Prometheus server on a free loopback port with its own storage directory."""
+
+    scrape_targets: list[str] = field(default_factory=list)
+    web_config: str | None = None
+
+    name = "prometheus"
 
     @property
     def storage(self) -> Path:
@@ -109,8 +153,7 @@ class PrometheusProcess:
             web = self.workdir / "web.yml"
             web.write_text(self.web_config)
             args.append(f"--web.config.file={web}")
-        log = (self.workdir / "prometheus.log").open("wb")
-        self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self._launch(args)
         self._wait(lambda: httpx.get(f"{self.url}/-/ready", auth=auth, timeout=2).status_code == 200, timeout_s)
 
     def wait_for_samples(self, promql: str, count: int, timeout_s: float = 60.0) -> None:
@@ -122,34 +165,30 @@ class PrometheusProcess:
 
         self._wait(ready, timeout_s)
 
-    def _wait(self, ready: object, timeout_s: float) -> None:
-        assert callable(ready)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {self.log_tail()}")
-            try:
-                if ready():
-                    return
-            except (httpx.HTTPError, KeyError, ValueError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready after {timeout_s} s: {self.log_tail()}")
 
-    def log_tail(self) -> str:
-        log = self.workdir / "prometheus.log"
-        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
+@dataclass
+class AlertmanagerProcess(ManagedProcess):
+    """An Alertmanager (Debian ``prometheus-alertmanager``) on a free loopback port, clustering off.
 
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=5)
-        self._proc = None
+    With ``webhook_url`` every alert group is sent there at once (group_wait 0 s, group_interval 1 s).
+    """
+
+    webhook_url: str | None = None
+
+    name = "alertmanager"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        config = self.workdir / "alertmanager.yml"
+        receiver = "opsmind-test"
+        hook = (f"    webhook_configs:\n      - url: \"{self.webhook_url}\"\n        send_resolved: true\n"
+                if self.webhook_url else "")
+        config.write_text(
+            f"route:\n  receiver: \"{receiver}\"\n  group_by: [\"alertname\", \"service\"]\n  group_wait: 0s\n"
+            f"  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: \"{receiver}\"\n{hook}")
+        (self.workdir / "am-data").mkdir(exist_ok=True)
+        self._launch([self.binary, f"--config.file={config}", f"--storage.path={self.workdir / 'am-data'}",
+                      f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="])
+        self._wait(lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200, timeout_s)
 
 
 @dataclass
@@ -317,5 +356,22 @@ def prometheus_basic_auth(prometheus_bin: str, tmp_path: Path) -> Iterator[str]:
     try:
         server.start(auth=(BASIC_USER, BASIC_PASSWORD))
         yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def alertmanager_bin() -> str:
+    """The Alertmanager binary (fails in CI, skips locally when the Debian package is missing)."""
+    return require_binary("prometheus-alertmanager", ALERTMANAGER_PACKAGE)
+
+
+@pytest.fixture
+def alertmanager(alertmanager_bin: str, tmp_path: Path) -> Iterator[AlertmanagerProcess]:
+    """A real Alertmanager with no receivers configured (alerts in, API v2 out)."""
+    server = AlertmanagerProcess(alertmanager_bin, tmp_path)
+    try:
+        server.start()
+        yield server
     finally:
         server.stop()

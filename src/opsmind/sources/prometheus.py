@@ -17,10 +17,11 @@ from typing import Any
 
 import httpx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field
 
 from opsmind.core.errors import ConfigError, SourceError
 from opsmind.core.series import Frame
+from opsmind.sources.http import ApiClient, BasicAuth, HttpSettings, error_text, one_line
 from opsmind.sources.timeparse import Duration, TimeLike, parse_duration, parse_time
 
 __all__ = ["BasicAuth", "Prometheus", "PrometheusSettings", "choose_step", "plan_chunks", "series_name"]
@@ -29,15 +30,7 @@ MAX_POINTS = 11_000
 _STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
 
 
-class BasicAuth(BaseModel):
-    """HTTP basic authentication credentials."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    username: str
-    password: SecretStr
-
-
-class PrometheusSettings(BaseModel):
+class PrometheusSettings(HttpSettings):
     """Where Prometheus is and how to talk to it.
 
     Examples
@@ -46,20 +39,8 @@ class PrometheusSettings(BaseModel):
     2
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     url: str = Field("http://127.0.0.1:9090", description="Base URL of the Prometheus server.")
-    timeout_s: float = Field(30.0, gt=0, description="Timeout of one HTTP request, in seconds.")
-    retries: int = Field(3, ge=0, le=20, description="Retries after a 5xx answer, a connection error or a timeout.")
-    backoff_s: float = Field(0.5, ge=0, description="First retry delay in seconds; it doubles at each retry.")
-    bearer_token: SecretStr | None = Field(None, description="Sent as 'Authorization: Bearer <token>'.")
-    basic_auth: BasicAuth | None = Field(None, description="HTTP basic authentication.")
     max_points: int = Field(MAX_POINTS, ge=2, le=MAX_POINTS, description="Samples per series in one request.")
-
-    @model_validator(mode="after")
-    def _one_auth(self) -> PrometheusSettings:
-        if self.bearer_token is not None and self.basic_auth is not None:
-            raise ValueError("set bearer_token or basic_auth, not both")
-        return self
 
 
 def choose_step(range_s: float, max_points: int = MAX_POINTS) -> float:
@@ -117,7 +98,7 @@ def plan_chunks(start_s: float, end_s: float, step_s: float, max_points: int = M
     return chunks
 
 
-class Prometheus:
+class Prometheus(ApiClient):
     """Range and instant queries against one Prometheus server; a :class:`~opsmind.sources.base.Source`.
 
     Parameters
@@ -135,27 +116,11 @@ class Prometheus:
     >>> prom.close()
     """
 
+    kind = "prometheus"
+    settings: PrometheusSettings
+
     def __init__(self, settings: PrometheusSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.settings = settings
-        self._sleep = sleep
-        headers = {"Accept": "application/json"}
-        if settings.bearer_token is not None:
-            headers["Authorization"] = f"Bearer {settings.bearer_token.get_secret_value()}"
-        auth = None
-        if settings.basic_auth is not None:
-            auth = httpx.BasicAuth(settings.basic_auth.username, settings.basic_auth.password.get_secret_value())
-        self._client = httpx.Client(
-            base_url=settings.url.rstrip("/"), headers=headers, auth=auth, timeout=settings.timeout_s
-        )
-
-    def __enter__(self) -> Prometheus:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
+        super().__init__(settings, sleep=sleep)
 
     def fetch(self, query: str, start: TimeLike, end: TimeLike, step: Duration | None = None) -> Frame:
         """The ``Source`` protocol: :meth:`query_range` with absolute times."""
@@ -206,28 +171,13 @@ class Prometheus:
 
     def _request(self, path: str, params: dict[str, str], promql: str, warnings: list[str]) -> Any:
         """POST with retries; the ``data`` member of a successful answer."""
-        where = f"prometheus {self.settings.url}{path}"
-        attempts = self.settings.retries + 1
-        failure = ""
-        for attempt in range(attempts):
-            if attempt:
-                self._sleep(self.settings.backoff_s * 2 ** (attempt - 1))
-            try:
-                response = self._client.post(path, data=params)
-            except httpx.TransportError as exc:
-                failure = f"{type(exc).__name__}: {_one_line(str(exc)) or 'no detail'}"
-                continue
-            if response.status_code >= 500:
-                failure = f"HTTP {response.status_code}: {_error_text(response)}"
-                continue
-            if response.status_code >= 400:
-                raise SourceError(f"{where}: HTTP {response.status_code}: {_error_text(response)} (query: {promql!r})")
-            body = _json(response, where, promql)
-            if body.get("status") != "success":
-                raise SourceError(f"{where}: {_error_text(response)} (query: {promql!r})")
-            warnings.extend(str(w) for w in body.get("warnings") or [])
-            return body.get("data")
-        raise SourceError(f"{where}: failed after {attempts} attempts, last: {failure} (query: {promql!r})")
+        where = self._where(path)
+        response = self._send("POST", path, context=f"query: {promql!r}", data=params)
+        body = _json(response, where, promql)
+        if body.get("status") != "success":
+            raise SourceError(f"{where}: {error_text(response)} (query: {promql!r})")
+        warnings.extend(str(w) for w in body.get("warnings") or [])
+        return body.get("data")
 
 
 def _collect(data: Any, samples: dict[str, dict[int, float]], promql: str) -> None:
@@ -263,29 +213,14 @@ def _json(response: httpx.Response, where: str, promql: str) -> dict[str, Any]:
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SourceError(f"{where}: answer is not JSON: {_one_line(response.text)[:200]!r} (query: {promql!r})"
+        raise SourceError(f"{where}: answer is not JSON: {one_line(response.text)[:200]!r} (query: {promql!r})"
                           ) from None
     if not isinstance(body, dict):
         raise SourceError(f"{where}: answer is not a JSON object (query: {promql!r})")
     return body
 
 
-def _error_text(response: httpx.Response) -> str:
-    """Prometheus' ``errorType: error`` when the body is its JSON error, else the start of the body."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _one_line(response.text)[:300] or response.reason_phrase
-    if isinstance(body, dict) and "error" in body:
-        return _one_line(f"{body.get('errorType', 'error')}: {body['error']}")
-    return _one_line(response.text)[:300]
-
-
 def _ms_text(ms: int) -> str:
     if ms < 0:
         return "-" + _ms_text(-ms)
     return f"{ms // 1000}.{ms % 1000:03d}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

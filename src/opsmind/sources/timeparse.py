@@ -22,6 +22,7 @@ Duration = float | int | str | timedelta
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _RELATIVE = re.compile(r"now\s*(?:([+-])\s*(\S+))?")
+_NANOS = re.compile(r"(\.\d{6})\d+")
 
 
 def parse_duration(value: Duration) -> float:
@@ -58,6 +59,8 @@ def parse_time(value: TimeLike, now: datetime | float | None = None) -> float:
     1704060000.0
     >>> parse_time(datetime(2024, 1, 1))
     1704067200.0
+    >>> parse_time("2024-01-01T00:00:00.250000001Z")
+    1704067200.25
     """
     if isinstance(value, datetime):
         return _datetime_seconds(value)
@@ -79,7 +82,8 @@ def parse_time(value: TimeLike, now: datetime | float | None = None) -> float:
     except ValueError:
         pass
     try:
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        # Go and most APIs print nanoseconds; Python reads at most microseconds.
+        parsed = datetime.fromisoformat(_NANOS.sub(r"\1", text.replace("z", "Z")))
     except ValueError:
         raise ConfigError(
             f"cannot read {value!r} as a time (examples: 1704067200, '2024-01-01T00:00:00Z', 'now-2h')"
