@@ -12,6 +12,7 @@ from opsmind.detect.lof import LOF
 from opsmind.detect.mad import RollingMAD
 from opsmind.detect.novelty import WindowNovelty
 from opsmind.detect.range import RangeExcess
+from opsmind.detect.recent_range import RecentRangeExcess
 from opsmind.detect.robust_multivariate import RobustMultivariate
 from opsmind.detect.seasonal import SeasonalProfile
 from opsmind.detect.threshold import Decision, Thresholder
@@ -26,6 +27,7 @@ __all__ = [
     "Ensemble",
     "IsolationForest",
     "RangeExcess",
+    "RecentRangeExcess",
     "RobustMultivariate",
     "RollingIQR",
     "RollingMAD",

@@ -3,8 +3,11 @@
 The score of row ``i`` is the Euclidean distance (per point) from the window of the last ``m`` values ending at
 ``i`` to the closest window that ended at least ``m`` rows earlier (no trivial self-match), divided by a
 *reference novelty*: the largest such distance seen so far. A score of 1 means "as unlike anything seen before
-as the most novel moment so far". After warm-up the reference relaxes slowly (``relax`` per row) back towards its
-warm-up level, so one large anomaly does not blind the detector for the rest of the series.
+as the most novel moment so far". Scores start after ``warmup`` rows; the reference's resting level (its *base*)
+keeps following the largest distance for ``calibration`` rows (by default the warm-up), and after that the
+reference relaxes slowly (``relax`` per row) back towards that base, so one large anomaly does not blind the
+detector for the rest of the series. A calibration longer than the warm-up lets the base see more of the series'
+ordinary variety (a second or third day, say) before it is frozen, while scoring already runs.
 
 A second calibration runs alongside (after HTM's *anomaly likelihood*, Ahmad et al. 2017): the mean raw novelty of
 the last ``short`` rows is compared with the mean and spread of the raw novelties of the previous
@@ -51,7 +54,7 @@ def _log_tail(z: float) -> float:  # pragma: no cover - compiled
 def _novelty(
     v: FloatArray, start: int, n0: int, m: int, stride: int, lookback: int, warmup: int,
     relax: float, ref: float, base: float, learn: bool,
-    ring: FloatArray, sums: FloatArray, short: int, log_tail0: float, sd_floor: float,
+    ring: FloatArray, sums: FloatArray, short: int, log_tail0: float, sd_floor: float, calibration: int,
 ) -> tuple[FloatArray, float, float]:  # pragma: no cover - compiled
     """Scores of ``v[start:]``; ``v[:start]`` is remembered history; ``n0`` counts rows learned before ``start``.
 
@@ -107,7 +110,7 @@ def _novelty(
                 ring[slot] = nn
                 sums[0] += nn
                 sums[1] += nn * nn
-            if count < warmup:
+            if count < calibration:
                 if nn > ref:
                     ref = nn
                 base = ref
@@ -147,13 +150,16 @@ class WindowNovelty(Detector):
     warmup
         Rows learned before any non-zero score.
     relax
-        Per-row fraction by which the reference novelty returns towards its warm-up level.
+        Per-row fraction by which the reference novelty returns towards its base level.
     likelihood_window
         Past raw novelties whose mean and spread calibrate the likelihood (0 turns the likelihood off).
     short
         Rows averaged into the short-term novelty the likelihood tests.
     tail
         Tail probability worth one novelty unit.
+    calibration
+        Rows during which the base level of the reference novelty follows the largest novelty seen (``None``:
+        the warm-up; values below the warm-up count as the warm-up).
 
     Examples
     --------
@@ -169,7 +175,7 @@ class WindowNovelty(Detector):
 
     def __init__(
         self, m: int = 8, scale: int = 1, lookback: int = 3000, warmup: int = 300, relax: float = 0.001,
-        likelihood_window: int = 2000, short: int = 10, tail: float = 1e-7,
+        likelihood_window: int = 2000, short: int = 10, tail: float = 1e-7, calibration: int | None = None,
     ) -> None:
         self.m = m
         self.scale = scale
@@ -179,6 +185,7 @@ class WindowNovelty(Detector):
         self.likelihood_window = likelihood_window
         self.short = short
         self.tail = tail
+        self.calibration = calibration
 
     def _validate(self) -> None:
         for name in ("m", "scale", "lookback", "warmup", "short"):
@@ -189,6 +196,8 @@ class WindowNovelty(Detector):
             raise ConfigError(f"likelihood_window must be a non-negative integer, got {self.likelihood_window!r}")
         if not 0.0 < self.tail < 0.5:
             raise ConfigError(f"tail must be in (0, 0.5), got {self.tail!r}")
+        if self.calibration is not None:
+            check_positive("calibration", self.calibration, integer=True)
 
     def _step(self, x: FloatArray, learn: bool) -> FloatArray:
         """Score (and optionally learn) the finite values ``x``; returns their scores."""
@@ -210,6 +219,7 @@ class WindowNovelty(Detector):
         scores, ref, base = _novelty(
             hist, self.smooth_.shape[0], self.n_, self.m, self.scale, self.lookback, self.warmup,
             self.relax, self.ref_, self.base_, learn, ring, sums, self.short, math.log(self.tail), SD_FLOOR,
+            self.warmup if self.calibration is None else max(int(self.calibration), self.warmup),
         )
         if learn:
             keep = self.lookback + (self.m + 1) * self.scale

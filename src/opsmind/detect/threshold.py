@@ -2,10 +2,13 @@
 
 An alert opens when the probability reaches ``threshold``. Two guards keep one incident from paging many times:
 *suppression* (no new alert within ``refractory`` observations of the last one or, with ``refractory_s`` set,
-within ``refractory_s`` seconds of it: a duration means the same thing whatever the sampling rate) and optional
-*hysteresis*
-(with ``clear`` set, the probability must fall below ``clear`` before another alert can open). Each alert gets a
-severity from the probability: critical, high, medium or low.
+within ``refractory_s`` seconds of it: a duration means the same thing whatever the sampling rate) and
+*hysteresis* (the probability must fall below ``clear``, by default 0.2, before another alert can open: an
+incident that is still going on is not a new one, however long it lasts; ``clear=None`` turns this off). Each
+alert gets a severity from the probability: critical, high, medium or low.
+
+On NAB the hysteresis (with the default ensemble) raised the standard score on both the even- and the odd-indexed
+halves of the corpus; a longer or shorter suppression did not.
 """
 
 from __future__ import annotations
@@ -46,17 +49,22 @@ class Thresholder:
         Seconds after an alert (measured on the ``t`` passed in) during which no new alert opens; the default,
         8 hours, is 100 rows of 5-minute data. ``None`` counts ``refractory`` rows instead.
     clear
-        If set, the probability must drop below this level before a new alert can open (hysteresis).
+        The probability must drop below this level after an alert before a new alert can open (hysteresis; a
+        level above ``threshold`` counts as ``threshold``); ``None`` re-arms as soon as the suppression period is
+        over.
     severities
         ``(minimum probability, name)`` pairs, highest first.
 
     Examples
     --------
-    >>> th = Thresholder(threshold=0.5, refractory=2, refractory_s=None)   # suppression counted in rows
+    >>> th = Thresholder(threshold=0.5, refractory=2, refractory_s=None, clear=None)   # suppression in rows
     >>> [th.process_one(float(t), p).is_anomaly for t, p in enumerate([0.1, 0.7, 0.9, 0.9, 0.9, 0.2])]
     [False, True, False, False, True, False]
-    >>> th = Thresholder(refractory_s=3600.0)               # suppression measured in time
+    >>> th = Thresholder(refractory_s=3600.0, clear=None)   # suppression measured in time
     >>> [th.process_one(t, 0.9).is_anomaly for t in (0.0, 1800.0, 3600.0, 3601.0)]
+    [True, False, False, True]
+    >>> th = Thresholder(refractory_s=3600.0)               # with the default hysteresis: re-arm below 0.2
+    >>> [th.process_one(t, p).is_anomaly for t, p in ((0.0, 0.9), (3601.0, 0.9), (7200.0, 0.1), (10800.0, 0.9))]
     [True, False, False, True]
     >>> Thresholder().process_one(0.0, 0.97).severity
     'high'
@@ -66,7 +74,7 @@ class Thresholder:
         self,
         threshold: float = 0.5,
         refractory: int = 100,
-        clear: float | None = None,
+        clear: float | None = 0.2,
         severities: Sequence[tuple[float, str]] = DEFAULT_SEVERITIES,
         refractory_s: float | None = 28800.0,
     ) -> None:
@@ -74,8 +82,8 @@ class Thresholder:
             raise ConfigError(f"threshold must be in (0, 1], got {threshold!r}")
         if refractory < 0:
             raise ConfigError(f"refractory must be >= 0, got {refractory!r}")
-        if clear is not None and not 0.0 <= clear <= threshold:
-            raise ConfigError(f"clear must be in [0, threshold], got {clear!r}")
+        if clear is not None and not 0.0 <= clear <= 1.0:
+            raise ConfigError(f"clear must be in [0, 1], got {clear!r}")
         self.threshold = threshold
         self.refractory = refractory
         self.clear = clear
@@ -101,7 +109,7 @@ class Thresholder:
             recent = float(t) - self._last_t <= self.refractory_s
         else:
             recent = self._since <= self.refractory
-        if self.clear is not None and p < self.clear:
+        if self.clear is not None and p < min(self.clear, self.threshold):
             self._armed = True
         if p < self.threshold:
             return Decision(False, p)
