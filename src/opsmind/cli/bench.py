@@ -96,3 +96,106 @@ def smd(
         _fail(str(exc))
     result.command = "opsmind bench smd" + (f" --data {data}" if data else "")
     publish(result, json_path=json_path, docs_path=docs, console=console, summary_dataset="all")
+
+
+@bench_app.command("critical-path")
+def critical_path(data: DataOption = None, json_path: JsonOption = None, docs: DocsOption = DOCS_DEFAULT) -> None:
+    """CRISP's 33 test traces: opsmind's critical path and error-path statistics against CRISP's expected results."""
+    from opsmind.bench.critical_path import list_cases, run_critical_path
+    from opsmind.bench.report import default_data_dir, publish
+    from opsmind.core import OpsmindError
+
+    folder = data or default_data_dir("rca/crisp-critical-path-cases")
+    console = Console()
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("critical path: cases", total=len(list_cases(folder)))
+            result, _ = run_critical_path(folder, progress=lambda _name: bar.advance(task))
+    except (OpsmindError, OSError) as exc:
+        _fail(str(exc))
+    result.command = "opsmind bench critical-path" + (f" --data {data}" if data else "")
+    publish(result, json_path=json_path, docs_path=docs, console=console)
+
+
+@bench_app.command("forecast")
+def forecast(
+    data: DataOption = None,
+    nab_data: Annotated[
+        Path | None, typer.Option("--nab-data", help="NAB folder (holds data/realAWSCloudwatch, data/realKnownCause).")
+    ] = None,
+    series: Annotated[
+        list[Path] | None,
+        typer.Option("--series", help="Evaluate on this CSV/Parquet file (timestamp,value; repeatable) instead."),
+    ] = None,
+    json_path: JsonOption = None,
+    docs: DocsOption = DOCS_DEFAULT,
+    workers: WorkersOption = 2,
+) -> None:
+    """Rolling-origin forecast accuracy (MASE, sMAPE, 95 % coverage, time) at 30 min, 2 h and 24 h vs statsforecast."""
+    from opsmind.bench.forecast import load_default_series, load_series_files, run_forecast_bench
+    from opsmind.bench.report import default_data_dir, publish
+    from opsmind.core import OpsmindError
+
+    console = Console()
+    try:
+        if series:
+            items, where = load_series_files(series), ", ".join(str(s) for s in series)
+        else:
+            traces, nab = data or default_data_dir("traces"), nab_data or default_data_dir("nab")
+            items, where = load_default_series(traces, nab), f"{traces}, {nab}"
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("forecast: series", total=len(items))
+            result = run_forecast_bench(items, data=where, workers=workers, progress=lambda _name: bar.advance(task))
+    except (OpsmindError, OSError) as exc:
+        _fail(str(exc))
+    args = "".join(f" --series {s}" for s in series or []) + (f" --data {data}" if data else "")
+    result.command = "opsmind bench forecast" + args + (f" --nab-data {nab_data}" if nab_data else "")
+    publish(result, json_path=json_path, docs_path=docs, console=console, summary_dataset="all")
+
+
+@bench_app.command("rightsize")
+def rightsize(
+    workload: Annotated[
+        list[Path] | None,
+        typer.Option("--workload", help="Replay this CSV (timestamp, CPU[, memory bytes]; repeatable) instead of "
+                     "the default traces."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Traces folder holding crane_dsp_cpu/ (default: the shared one).")
+    ] = None,
+    nab_data: Annotated[
+        Path | None, typer.Option("--nab-data", help="NAB folder holding data/realAWSCloudwatch/.")
+    ] = None,
+    train_fraction: Annotated[
+        float, typer.Option("--train-fraction", min=0.05, max=0.95, help="Share of each trace's span to learn from.")
+    ] = 0.5,
+    unit: Annotated[
+        str, typer.Option("--unit", help="CPU values: peak (scale each trace to a 1-core history peak), cores, "
+                          "millicores or percent.")
+    ] = "peak",
+    json_path: JsonOption = None,
+    docs: DocsOption = DOCS_DEFAULT,
+) -> None:
+    """Rightsizing: recommend from the first half of CPU traces, replay the rest; opsmind vs VPA-style vs KRR."""
+    from opsmind.bench.report import default_data_dir, publish
+    from opsmind.bench.rightsize import default_workloads, run_rightsize
+    from opsmind.core import OpsmindError
+
+    console = Console()
+    try:
+        if workload:
+            files, where = list(workload), ", ".join(str(w) for w in workload)
+        else:
+            traces, nab = data or default_data_dir("traces"), nab_data or default_data_dir("nab")
+            files, where = default_workloads(traces, nab), f"{traces}, {nab}"
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("rightsize: traces", total=len(files))
+            result = run_rightsize(files, data_label=where, train_fraction=train_fraction, unit=unit,
+                                   progress=lambda _name: bar.advance(task))
+    except (OpsmindError, OSError) as exc:
+        _fail(str(exc))
+    args = "".join(f" --workload {w}" for w in workload or []) + (f" --data {data}" if data else "")
+    args += (f" --nab-data {nab_data}" if nab_data else "") + (f" --unit {unit}" if unit != "peak" else "")
+    args += f" --train-fraction {train_fraction:g}" if train_fraction != 0.5 else ""
+    result.command = "opsmind bench rightsize" + args
+    publish(result, json_path=json_path, docs_path=docs, console=console, summary_dataset="all")

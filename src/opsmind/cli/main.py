@@ -9,6 +9,9 @@ from opsmind.cli.bench import bench_app
 from opsmind.cli.capacity import capacity
 from opsmind.cli.demo import demo
 from opsmind.cli.detect import detect
+from opsmind.cli.forecast import forecast
+from opsmind.cli.rightsize import rightsize
+from opsmind.cli.traces import traces_app
 
 app = typer.Typer(
     name="opsmind",
@@ -20,7 +23,10 @@ app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 app.command("demo")(demo)
 app.command("detect")(detect)
+app.command("forecast")(forecast)
 app.command("capacity")(capacity)
+app.command("rightsize")(rightsize)
+app.add_typer(traces_app, name="traces")
 
 
 def _version(value: bool) -> None:

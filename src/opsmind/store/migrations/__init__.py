@@ -1,0 +1,1 @@
+"""Alembic migrations of the opsmind store (run them with :func:`opsmind.store.migrate`)."""
