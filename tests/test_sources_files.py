@@ -185,3 +185,18 @@ def test_duplicate_header_name(tmp_path: Path) -> None:
 def test_unterminated_quote(tmp_path: Path) -> None:
     exc = error(write(tmp_path, 'time,cpu\n2024-01-01,"1\n'))
     assert exc.row is not None and "CSV" in str(exc)
+
+
+def test_gzipped_csv_is_read_and_a_broken_one_is_a_located_error(tmp_path: Path) -> None:
+    import gzip
+
+    from opsmind.core import DataError
+    from opsmind.sources.files import read_frame
+
+    good = tmp_path / "m.csv.gz"
+    good.write_bytes(gzip.compress(b"timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00Z,2\n"))
+    assert read_frame(good).values[:, 0].tolist() == [1.0, 2.0]
+    bad = tmp_path / "bad.csv.gz"
+    bad.write_bytes(gzip.compress(b"timestamp,value\n")[:8])
+    with pytest.raises(DataError, match=r"bad\.csv\.gz: not a readable gzip file"):
+        read_frame(bad)

@@ -14,6 +14,7 @@ row. Unsorted rows, duplicate timestamps, NaN values, gaps and constant series a
 from __future__ import annotations
 
 import csv
+import gzip
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -69,6 +70,11 @@ def read_frame(
     if not file.is_file():
         raise DataError("no such file" if not file.exists() else "not a regular file", where=where)
     data = file.read_bytes()
+    if data[:2] == b"\x1f\x8b":  # gzip (e.g. metrics.csv.gz)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"not a readable gzip file: {exc}", where=where) from None
     if not data.strip():
         raise DataError("the file is empty", where=where)
     if file.suffix.lower() in _PARQUET_SUFFIXES or data[:4] == b"PAR1":
