@@ -92,8 +92,10 @@ def capacity(
                                              "(worker threads/processes).")] = 1,
     output: Annotated[Fmt, typer.Option("--format", "-f", help="table or json.")] = Fmt.table,
 ) -> None:
-    """Estimate per-replica capacity (M/M/c) and answer what-if: latency and SLO compliance at a load and replica
-    count, the replicas needed, and a Universal Scalability Law fit when the data has three or more replica counts."""
+    """Per-replica capacity (M/M/c) from observed metrics, and what-if latency and SLO compliance at a load.
+
+    Also the replicas the SLO needs, and a Universal Scalability Law fit when the data has three or more replica
+    counts."""
     from opsmind.capacity import estimate_capacity, fit_usl, what_if
     from opsmind.sources.files import read_frame
     from opsmind.sources.timeparse import parse_duration

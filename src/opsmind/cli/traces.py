@@ -42,8 +42,10 @@ def analyze(
         InputFormat.auto),
     top: Annotated[int, typer.Option("--top", min=1, help="Rows of the per-operation and per-service tables.")] = 10,
 ) -> None:
-    """Print the critical path of the slowest trace (or --trace-id), critical-path time per operation and service
-    over all traces, and workflow advice with its estimated gain."""
+    """Critical path of the slowest trace (or --trace-id), time on it per operation and service, and advice.
+
+    The advice (parallelisable calls, timeouts, retry budgets, caching) comes with its estimated gain and example
+    trace ids."""
     from opsmind.sources.traces import read_traces
     from opsmind.traces.report import summarize
 
