@@ -37,6 +37,7 @@ from opsmind.core import ConfigError
 
 __all__ = [
     "MMc",
+    "carry_backlog",
     "erlang_b",
     "erlang_c",
     "max_rate_for_slo",
@@ -48,6 +49,7 @@ __all__ = [
 
 ArrayLike = npt.ArrayLike
 Num = float | npt.NDArray[np.float64]
+_F = npt.NDArray[np.float64]
 
 
 def _out(x: npt.NDArray[np.float64]) -> Num:
@@ -227,3 +229,26 @@ class MMc:
 
     def tail(self, t: float) -> float:
         return float(response_tail(t, self.lam, self.mu, self.c))
+
+
+def carry_backlog(arrivals: _F, capacity: _F, dt: float, timeout_s: float,
+                  backlog0: float | _F = 0.0) -> tuple[_F, _F, _F, _F]:
+    """Queue over saturation, step by step: returns (backlog, offered rate, dropped, final backlog).
+
+    Step ``k`` offers ``arrivals[k] + backlog[k-1] / dt`` (req/s); what exceeds ``capacity[k]`` stays in the
+    backlog (requests), except what would wait longer than ``timeout_s`` (``capacity * timeout_s`` requests),
+    which is dropped. Works on 1-D arrays (one service over time) or 2-D ``(time, services)``.
+    """
+    arrivals = np.asarray(arrivals, dtype=np.float64)
+    capacity = np.asarray(capacity, dtype=np.float64)
+    backlog = np.empty_like(arrivals)
+    offered = np.empty_like(arrivals)
+    dropped = np.zeros_like(arrivals)
+    b = np.asarray(backlog0, dtype=np.float64)
+    limit = capacity * timeout_s
+    for k in range(arrivals.shape[0]):
+        offered[k] = arrivals[k] + b / dt
+        excess = np.maximum(offered[k] - capacity[k], 0.0) * dt
+        dropped[k] = np.maximum(excess - limit[k], 0.0)
+        b = backlog[k] = excess - dropped[k]
+    return backlog, offered, dropped, np.asarray(b, dtype=np.float64)

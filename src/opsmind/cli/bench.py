@@ -199,3 +199,36 @@ def rightsize(
     args += f" --train-fraction {train_fraction:g}" if train_fraction != 0.5 else ""
     result.command = "opsmind bench rightsize" + args
     publish(result, json_path=json_path, docs_path=docs, console=console, summary_dataset="all")
+
+
+@bench_app.command("autoscale")
+def autoscale(
+    data: DataOption = None,
+    nab_data: Annotated[
+        Path | None, typer.Option("--nab-data", help="NAB folder (its data/*/*request*.csv series are replayed too).")
+    ] = None,
+    trace: Annotated[
+        list[Path] | None,
+        typer.Option("--trace", help="A CSV load trace (timestamp,value), repeatable; replaces the default traces."),
+    ] = None,
+    json_path: JsonOption = None,
+    docs: DocsOption = DOCS_DEFAULT,
+    workers: WorkersOption = 2,
+) -> None:
+    """Autoscaling replay: HPA (CPU 70 %), Holt-Winters (PHPA style), max(HPA, forecast) and opsmind per trace."""
+    from opsmind.bench.autoscale import default_traces, run_autoscale
+    from opsmind.bench.report import default_data_dir, publish
+    from opsmind.core import OpsmindError
+
+    console = Console()
+    folder, nab = data or default_data_dir("traces"), nab_data or default_data_dir("nab")
+    try:
+        total = len(trace) if trace else len(default_traces(folder, nab))
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("autoscale: traces", total=total)
+            result = run_autoscale(folder, nab, trace, workers=workers, progress=lambda _name: bar.advance(task))
+    except (OpsmindError, OSError) as exc:
+        _fail(str(exc))
+    args = "".join(f" --trace {t}" for t in trace or []) + (f" --data {data}" if data else "")
+    result.command = "opsmind bench autoscale" + args + (f" --nab-data {nab_data}" if nab_data else "")
+    publish(result, json_path=json_path, docs_path=docs, console=console, summary_dataset="all")

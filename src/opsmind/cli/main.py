@@ -11,6 +11,7 @@ from opsmind.cli.demo import demo
 from opsmind.cli.detect import detect
 from opsmind.cli.forecast import forecast
 from opsmind.cli.rightsize import rightsize
+from opsmind.cli.scale import scale_app
 from opsmind.cli.traces import traces_app
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.command("forecast")(forecast)
 app.command("capacity")(capacity)
 app.command("rightsize")(rightsize)
 app.add_typer(traces_app, name="traces")
+app.add_typer(scale_app, name="scale")
 
 
 def _version(value: bool) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from opsmind.capacity.queueing import carry_backlog
 from opsmind.core import ConfigError, FloatArray
 from opsmind.sim.incidents import Incident, effects
 from opsmind.sim.topology import Topology, default_topology
@@ -238,16 +239,15 @@ class System:
 
     def _queue(self, arrivals: FloatArray, capacity: FloatArray, dt: float) -> tuple[FloatArray, ...]:
         """Carry the backlog over saturation: returns backlog, offered rate and dropped requests per step."""
-        backlog = np.empty_like(arrivals)
-        offered = np.empty_like(arrivals)
-        dropped = np.zeros_like(arrivals)
         b = self._backlog
         if not np.any(arrivals + b / dt > capacity):  # the usual case: no step is saturated
-            backlog[:] = 0.0
-            offered[:] = arrivals
+            backlog = np.zeros_like(arrivals)
+            offered = arrivals.copy()
             offered[0] += b / dt
             self._backlog = np.zeros_like(b)
-            return backlog, offered, dropped
+            return backlog, offered, np.zeros_like(arrivals)
+        backlog, offered, dropped, self._backlog = carry_backlog(arrivals, capacity, dt, self.timeout_s, b)
+        return backlog, offered, dropped
         limit = capacity * self.timeout_s
         for k in range(len(arrivals)):
             offered[k] = arrivals[k] + b / dt
