@@ -19,7 +19,7 @@ from servers import AlertmanagerProcess, Reply, ScriptedServer
 T0 = 1_800_000_000.0
 
 # checkout calls payment and shipping; frontend calls checkout and catalog; ads stands alone.
-GRAPH = CallGraph([("frontend", "checkout"), ("frontend", "catalog"), ("checkout", "payment"),
+GRAPH = CallGraph.from_edges([("frontend", "checkout"), ("frontend", "catalog"), ("checkout", "payment"),
                    ("checkout", "shipping"), ("ads", "ads-db")])
 
 

@@ -232,3 +232,31 @@ def autoscale(
     args = "".join(f" --trace {t}" for t in trace or []) + (f" --data {data}" if data else "")
     result.command = "opsmind bench autoscale" + args + (f" --nab-data {nab_data}" if nab_data else "")
     publish(result, json_path=json_path, docs_path=docs, console=console, summary_dataset="all")
+
+
+@bench_app.command("rca")
+def rca(
+    data: DataOption = None,
+    json_path: JsonOption = None,
+    docs: DocsOption = DOCS_DEFAULT,
+    day: Annotated[
+        list[str] | None, typer.Option("--day", help="Only this day folder of rca_data/ (repeatable); default: all.")
+    ] = None,
+) -> None:
+    """Nezha root-cause localisation (Online Boutique, Train Ticket): AC@1, AC@3, Avg@5 vs BARO-style and random."""
+    from opsmind.bench.rca import count_faults, run_rca
+    from opsmind.bench.report import default_data_dir, publish
+    from opsmind.core import OpsmindError
+
+    folder = data or default_data_dir("rca/nezha")
+    console = Console()
+    try:
+        total = count_faults(folder, day)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("RCA: faults", total=total)
+            result = run_rca(folder, days=day, progress=lambda _name: bar.advance(task))
+    except (OpsmindError, OSError) as exc:
+        _fail(str(exc))
+    args = (f" --data {data}" if data else "") + "".join(f" --day {d}" for d in day or [])
+    result.command = "opsmind bench rca" + args
+    publish(result, json_path=json_path, docs_path=docs, console=console)

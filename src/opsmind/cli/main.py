@@ -10,6 +10,7 @@ from opsmind.cli.capacity import capacity
 from opsmind.cli.demo import demo
 from opsmind.cli.detect import detect
 from opsmind.cli.forecast import forecast
+from opsmind.cli.rca import rca
 from opsmind.cli.rightsize import rightsize
 from opsmind.cli.scale import scale_app
 from opsmind.cli.traces import traces_app
@@ -26,6 +27,7 @@ app.command("demo")(demo)
 app.command("detect")(detect)
 app.command("forecast")(forecast)
 app.command("capacity")(capacity)
+app.command("rca")(rca)
 app.command("rightsize")(rightsize)
 app.add_typer(traces_app, name="traces")
 app.add_typer(scale_app, name="scale")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,64 +30,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsmind.core.alerts import Alert
+from opsmind.core.graph import CallGraph
 
 __all__ = ["CallGraph", "CorrelatorSettings", "Incident", "IncidentCorrelator", "TrackedAlert", "graph_from_mapping"]
 
 _SLO_NAME = re.compile(r"slo|burn|budget", re.IGNORECASE)
 Priority = Literal["P1", "P2", "P3", "P4"]
-
-
-class CallGraph:
-    """Who calls whom: ``edges`` of (caller, callee) service names."""
-
-    def __init__(self, edges: Iterable[tuple[str, str]] = ()) -> None:
-        self.callees: dict[str, set[str]] = {}
-        self.callers: dict[str, set[str]] = {}
-        for a, b in edges:
-            if a == b:
-                continue
-            self.callees.setdefault(a, set()).add(b)
-            self.callers.setdefault(b, set()).add(a)
-            self.callees.setdefault(b, set())
-            self.callers.setdefault(a, set())
-
-    @property
-    def services(self) -> set[str]:
-        return set(self.callees)
-
-    def __bool__(self) -> bool:
-        return bool(self.callees)
-
-    def distance(self, a: str, b: str, limit: int) -> int | None:
-        """Calls between ``a`` and ``b`` in either direction (undirected), if at most ``limit``."""
-        if a == b:
-            return 0
-        seen, frontier = {a}, deque([(a, 0)])
-        while frontier:
-            node, d = frontier.popleft()
-            if d == limit:
-                continue
-            for nxt in self.callees.get(node, set()) | self.callers.get(node, set()):
-                if nxt == b:
-                    return d + 1
-                if nxt not in seen:
-                    seen.add(nxt)
-                    frontier.append((nxt, d + 1))
-        return None
-
-    def upstream(self, services: Iterable[str]) -> set[str]:
-        """The services and everything that calls them, directly or not: who feels their failure."""
-        out = set(services)
-        stack = list(out)
-        while stack:
-            for caller in self.callers.get(stack.pop(), set()):
-                if caller not in out:
-                    out.add(caller)
-                    stack.append(caller)
-        return out
-
-    def entries(self) -> set[str]:
-        return {s for s, callers in self.callers.items() if not callers}
 
 
 class CorrelatorSettings(BaseModel):
@@ -338,4 +285,4 @@ class IncidentCorrelator:
 
 def graph_from_mapping(calls: Mapping[str, Sequence[str]]) -> CallGraph:
     """A call graph from ``{caller: [callee, ...]}``."""
-    return CallGraph((a, b) for a, callees in calls.items() for b in callees)
+    return CallGraph.from_mapping(calls)
