@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from opsmind.core.yamlconf import load_model, load_model_text
 from opsmind.incidents.correlate import CorrelatorSettings
 from opsmind.rca.settings import RcaSettings
+from opsmind.remediate.guardrails import GuardPolicy
 from opsmind.sources.alertmanager import AlertmanagerSettings
 from opsmind.sources.prometheus import PrometheusSettings
 from opsmind.store.db import StoreSettings
@@ -155,6 +156,10 @@ class RemediationSettings(_Model):
 
     playbooks: list[Path] = Field(default_factory=list, description="Playbook files or folders of *.yaml files.")
     dry_run: bool = Field(True, description="Plan and record actions without executing them.")
+    guardrails: GuardPolicy = Field(default_factory=GuardPolicy, description="Guardrails for every playbook: "
+                                    "allow-list of action kinds per target, approval tier, maintenance windows.")
+    executors: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Executor settings by kind, "
+                                                 "e.g. `kubernetes.scale: {namespace: shop}`.")
 
 
 class Settings(BaseSettings):

@@ -10,6 +10,7 @@ from opsmind.cli.capacity import capacity
 from opsmind.cli.demo import demo
 from opsmind.cli.detect import detect
 from opsmind.cli.forecast import forecast
+from opsmind.cli.playbook import playbook_app
 from opsmind.cli.rca import rca
 from opsmind.cli.rightsize import rightsize
 from opsmind.cli.scale import scale_app
@@ -31,6 +32,7 @@ app.command("rca")(rca)
 app.command("rightsize")(rightsize)
 app.add_typer(traces_app, name="traces")
 app.add_typer(scale_app, name="scale")
+app.add_typer(playbook_app, name="playbook")
 
 
 def _version(value: bool) -> None:
