@@ -57,7 +57,7 @@ def test_examples_validate_and_kinds_match_the_executors() -> None:
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    (("risk: low", "risk: [low"), ":3: invalid YAML: expected ',' or ']'"),
+    (("risk: low", "risk: [low"), ":3: invalid YAML: did not find expected ',' or ']'"),
     (("risk: low", "risk: low\ncolour: red"), ":3: colour: Extra inputs are not permitted (got 'red')"),
     (("within_s: 120", "within_s: soon"), ":14: verification.within_s: Input should be a valid number"),
     (("'alertname=\"MemoryLeak\"'", "'service=~\"(unclosed\"'"),

@@ -98,6 +98,14 @@ class EngineSettings(_Model):
     capacity_every_s: float = Field(900.0, gt=0, description="How often capacity and SLO-breach checks run.")
     scale_every_s: float = Field(60.0, gt=0, description="How often replica recommendations are made.")
     rightsize_every_s: float = Field(86400.0, gt=0, description="How often rightsizing recommendations are made.")
+    threshold: float = Field(0.5, gt=0, le=1, description="Anomaly probability at which a series alert opens "
+                             "(moved per series by feedback calibration).")
+    refractory_s: float | None = Field(600.0, ge=0, description="No new alert on a series within this many seconds "
+                                       "of its last one.")
+    clear: float | None = Field(0.2, ge=0, le=1, description="The probability must fall below this before a series "
+                                "can alert again (hysteresis).")
+    resolve_after_s: float = Field(300.0, gt=0, description="A series alert resolves this long after its "
+                                   "probability was last at the threshold.")
     stale_after_s: float = Field(300.0, gt=0, description="A series with no new sample for this long is marked stale.")
     backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between retries of a source that is down.")
     executor: Literal["process", "thread", "dask"] = Field(
@@ -173,6 +181,9 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=lambda: StoreSettings(), description="Where records are kept.")
     api: ApiSettings = Field(default_factory=ApiSettings)
     prometheus: PrometheusSettings | None = Field(None, description="Prometheus to pull metrics from.")
+    scrape: list[str] = Field(default_factory=list, description="Prometheus text-format endpoints "
+                              "(http://host:port/metrics) the engine scrapes itself instead of querying `prometheus`; "
+                              "queries are then selectors or rate/irate/increase(selector[window]).")
     alertmanager: AlertmanagerSettings | None = Field(None, description="Alertmanager to send alerts to.")
     services: list[ServiceConfig] = Field(default_factory=list, description="The services to watch.")
     engine: EngineSettings = Field(default_factory=EngineSettings)

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from opsmind.bench.service import service as service_bench
+
 bench_app = typer.Typer(
     help="Run a benchmark on public data and print opsmind's figures beside peers and published results.",
     no_args_is_help=True,
@@ -260,3 +262,4 @@ def rca(
     args = (f" --data {data}" if data else "") + "".join(f" --day {d}" for d in day or [])
     result.command = "opsmind bench rca" + args
     publish(result, json_path=json_path, docs_path=docs, console=console)
+bench_app.command("service")(service_bench)

@@ -14,6 +14,8 @@ from opsmind.cli.playbook import playbook_app
 from opsmind.cli.rca import rca
 from opsmind.cli.rightsize import rightsize
 from opsmind.cli.scale import scale_app
+from opsmind.cli.serve import init, serve
+from opsmind.cli.token import token_app
 from opsmind.cli.traces import traces_app
 
 app = typer.Typer(
@@ -25,6 +27,8 @@ app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.command("demo")(demo)
+app.command("serve")(serve)
+app.command("init")(init)
 app.command("detect")(detect)
 app.command("forecast")(forecast)
 app.command("capacity")(capacity)
@@ -33,6 +37,7 @@ app.command("rightsize")(rightsize)
 app.add_typer(traces_app, name="traces")
 app.add_typer(scale_app, name="scale")
 app.add_typer(playbook_app, name="playbook")
+app.add_typer(token_app, name="token")
 
 
 def _version(value: bool) -> None:

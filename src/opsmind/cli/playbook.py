@@ -59,7 +59,7 @@ def load_executors(settings: Any, kinds: Iterable[str]) -> dict[str, Any]:
     has such a section, else from its defaults."""
     from opsmind.remediate.executors import build_executor
 
-    configured = getattr(settings.remediation, "executors", None) or {}
+    configured = settings.remediation.executors
     return {k: build_executor(k, configured.get(k)) for k in sorted(set(kinds))}
 
 

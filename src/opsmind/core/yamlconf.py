@@ -28,17 +28,28 @@ __all__ = ["field_path", "line_of", "load_model", "load_model_text", "parse_yaml
 M = TypeVar("M", bound=BaseModel)
 
 
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_yaml(text: str, where: str) -> tuple[Any, yaml.Node | None]:
-    """The YAML document as Python data, and its node tree (for line numbers). ``ConfigError`` on bad YAML."""
+    """The YAML document as Python data, and its node tree (for line numbers). ``ConfigError`` on bad YAML.
+
+    The text is parsed once (libyaml's parser when PyYAML has it); nesting deep enough to exhaust the recursion
+    limit is bad YAML too, not a crash."""
+    loader = _LOADER(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{where}{line}: invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
     return data, node
 
 

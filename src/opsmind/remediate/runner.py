@@ -69,8 +69,7 @@ class Remediator:
         self.verifier = verifier
         self.playbooks = list(playbooks) if playbooks is not None else load_playbooks(
             settings.remediation.playbooks)
-        cfg_policy = getattr(settings.remediation, "guardrails", None)
-        self.policy = policy or (cfg_policy if isinstance(cfg_policy, g.GuardPolicy) else g.GuardPolicy())
+        self.policy = policy or settings.remediation.guardrails
         self.notify = notify
         self.tenant = tenant or settings.tenant
         self.actor = actor

@@ -12,6 +12,12 @@ Each :meth:`System.step` covers the interval ``(t - dt, t]`` and never reads a c
    its error ratio combines its own failures with those of its callees (a request fails if any call fails).
 5. CPU is work done plus what a hog steals; memory is the base per replica, in-flight requests and leaks.
 
+Two hooks let a remediation act on the running system (``opsmind demo``): :meth:`System.set_replicas` changes a
+service's replica count (capacity, CPU limit and memory follow from the next step), and :meth:`System.restart`
+restarts a service's replicas one at a time: the memory a leak had taken is freed (a leak active then stops)
+and for ``restart_s`` seconds one replica is missing (a brief capacity dip). Without
+these calls the simulation is exactly what it was.
+
 Quantiles are approximations good enough for a simulator: own time has fixed p50/p95 multipliers, waits are
 exponential, and end-to-end quantiles add up along the call graph (an upper bound).
 """
@@ -19,6 +25,7 @@ exponential, and end-to-end quantiles add up along the call graph (an upper boun
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +34,7 @@ import numpy.typing as npt
 
 from opsmind.capacity.queueing import carry_backlog
 from opsmind.core import ConfigError, FloatArray
-from opsmind.sim.incidents import Incident, effects
+from opsmind.sim.incidents import Effects, Incident, effects
 from opsmind.sim.topology import Topology, default_topology
 
 __all__ = ["GAUGES", "Snapshot", "System", "daily_shape"]
@@ -152,10 +159,64 @@ class System:
         n = len(svc)
         self._names = self.topology.names
         self._t = -math.inf
+        self._restarts: dict[int, tuple[float, float]] = {}  # service -> (restart time, seconds a replica is down)
+        self._lock = threading.Lock()  # the hooks may be called from another thread than the one stepping
         self._z = 0.0
         self._backlog = np.zeros(n)
         self._totals: tuple[FloatArray, ...] = tuple(np.zeros(n) for _ in range(4))
         self.snapshot: Snapshot | None = None
+
+    # -- hooks for remediation (not used by the plain simulation) ------------------------------------------------
+    def replicas(self, name: str) -> int:
+        """The current replica count of service ``name``."""
+        return int(self._replicas[self.topology.index(name)])
+
+    def set_replicas(self, name: str, replicas: int) -> int:
+        """Run ``replicas`` replicas of service ``name`` from the next step on; returns the previous count."""
+        if int(replicas) != replicas or replicas < 1:
+            raise ConfigError(f"System.set_replicas: {name}: replicas must be a positive integer, got {replicas!r}")
+        i = self.topology.index(name)
+        svc = self.topology.services[i]
+        with self._lock:
+            before = int(self._replicas[i])
+            self._replicas[i] = float(replicas)
+            self._workers[i] = float(replicas * svc.concurrency)
+            self._cpu_max[i] = replicas * svc.cpu_limit_cores
+            self._sakasegawa[i] = math.sqrt(2.0 * (self._workers[i] + 1.0))
+        return before
+
+    def restart(self, name: str, at: float, restart_s: float = 30.0) -> None:
+        """Restart service ``name`` at ``at`` (seconds): leaked memory is freed from then on (a leak active at
+        ``at`` stops), and one replica is missing for ``restart_s`` seconds (a rolling restart)."""
+        if not restart_s >= 0:
+            raise ConfigError(f"System.restart: {name}: restart_s must be >= 0, got {restart_s!r}")
+        i = self.topology.index(name)
+        with self._lock:
+            self._restarts[i] = (float(at), float(restart_s))
+
+    def restarted_at(self, name: str) -> float | None:
+        """When service ``name`` was last restarted (None: never)."""
+        got = self._restarts.get(self.topology.index(name))
+        return None if got is None else got[0]
+
+    def _apply_restarts(self, eff: Effects, times: FloatArray, dt: float) -> FloatArray:
+        """Free the memory leaked before each service's restart (a leak active then stops: the state that leaked
+        is gone; a leak that starts later acts as usual), and the capacity factor per step and service (one replica
+        missing for the part of each step that overlaps the restart)."""
+        factor = np.ones((len(times), len(self._base_s)))
+        for i, (at, down_s) in self._restarts.items():
+            after = times >= at
+            if not after.any():
+                continue
+            leaked = np.zeros(len(times))
+            for inc in self.incidents:
+                if inc.kind == "memory_leak" and inc.start_s >= at and self.topology.index(inc.target) == i:
+                    on = (times >= inc.start_s) & (times < inc.end_s)
+                    leaked[on] += inc.size * (times[on] - inc.start_s)
+            eff.leaked_bytes[:, i] = np.where(after, leaked, eff.leaked_bytes[:, i])
+            overlap = np.clip(np.minimum(times, at + down_s) - np.maximum(times - dt, at), 0.0, dt) / dt
+            factor[:, i] = 1.0 - overlap / max(self._replicas[i], 1.0)
+        return factor
 
     def step(self, t: float, dt: float) -> Snapshot:
         """Advance over ``(t - dt, t]`` and return (and keep in ``snapshot``) the state at ``t``."""
@@ -168,7 +229,10 @@ class System:
 
         The same as calling :meth:`step` for each time in turn (same numbers, same final state), only faster.
         """
-        times = np.asarray(times, dtype=np.float64)
+        with self._lock:
+            return self._advance(np.asarray(times, dtype=np.float64), dt)
+
+    def _advance(self, times: FloatArray, dt: float) -> dict[str, FloatArray]:
         if not dt > 0 or times.ndim != 1 or len(times) == 0:
             raise ConfigError(f"System.advance: need dt > 0 and a 1-D array of times, got dt={dt}, {times.shape}")
         if np.any(np.diff(times) <= 0) or times[0] <= self._t:
@@ -177,6 +241,7 @@ class System:
         n_t, n_s = len(times), len(self._base_s)
         z = self._rng.standard_normal((n_t, 4, n_s))
         eff = effects(self.incidents, self.topology, times)
+        factor = self._apply_restarts(eff, times, dt) if self._restarts else None
         phi = math.exp(-dt / 600.0)  # traffic noise decorrelates over about ten minutes
         ar = np.empty(n_t)
         for k in range(n_t):
@@ -191,6 +256,8 @@ class System:
         gc_slow = 1.0 + np.clip((mem_frac - 0.75) * 4.0, 0.0, 1.0)
         service_s = self._base_s * gc_slow / (1.0 - eff.cpu_stolen)
         capacity = self._workers / service_s
+        if factor is not None:
+            capacity = capacity * factor
         backlog, offered, dropped = self._queue(arrivals, capacity, dt)
 
         rho = np.clip(arrivals / capacity, 1e-6, 0.98)

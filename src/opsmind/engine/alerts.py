@@ -1,0 +1,36 @@
+"""The alerts opsmind raises: one ``OpsmindAnomaly`` per series whose alert is open, one ``OpsmindIncident`` per
+open incident, labelled as the shared contract says (``alertname``, ``series``/``series_id`` or ``incident``,
+``service``, ``severity``, ``tenant``; annotations ``summary``, ``description``, ``opsmind_url``)."""
+
+from __future__ import annotations
+
+from opsmind.core.alerts import Alert
+from opsmind.engine.detection import OpenAlert
+from opsmind.incidents.correlate import Incident
+
+__all__ = ["PRIORITY_SEVERITY", "anomaly_alert", "incident_alert"]
+
+PRIORITY_SEVERITY = {"P1": "critical", "P2": "high", "P3": "medium", "P4": "low"}
+
+
+def anomaly_alert(*, tenant: str, series_id: int, selector: str, service: str, metric: str, alert: OpenAlert,
+                  base_url: str) -> Alert:
+    """The firing alert of one anomalous series (its identity: the series; it starts when the anomaly opened)."""
+    labels = {"alertname": "OpsmindAnomaly", "series": selector, "series_id": str(series_id), "service": service,
+              "severity": alert.severity, "tenant": tenant}
+    return Alert(labels=labels, starts_at=alert.started_at, annotations={
+        "summary": f"{metric} of {service} is anomalous",
+        "description": f"{selector}: anomaly probability {alert.probability:.2f} ({alert.severity})",
+        "opsmind_url": f"{base_url}/#/series/{series_id}"})
+
+
+def incident_alert(inc: Incident, *, tenant: str, base_url: str) -> Alert:
+    """The firing alert of an open incident; its service is the root cause once known."""
+    service = inc.root_cause or (sorted(inc.services)[0] if inc.services else "")
+    labels = {"alertname": "OpsmindIncident", "incident": inc.id, "service": service,
+              "severity": PRIORITY_SEVERITY.get(inc.priority, "medium"), "tenant": tenant}
+    cause = f"; root cause {inc.root_cause}" if inc.root_cause else ""
+    return Alert(labels=labels, starts_at=inc.started_at, annotations={
+        "summary": f"{inc.priority} incident: {inc.title}",
+        "description": f"{len(inc.alerts)} alert(s) on {', '.join(sorted(inc.services))}{cause}",
+        "opsmind_url": f"{base_url}/#/incidents/{inc.id}"})
