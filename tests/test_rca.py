@@ -191,6 +191,42 @@ def test_propagation_over_the_call_graph_finds_the_deepest_slow_service() -> Non
     assert "callee db" in latency.evidence.detail and latency.score < 0.3 * plain.ranking[0].score
 
 
+def _load_spike_case(spike: float, db_slow: float) -> tuple[dict[str, Frame], float]:
+    """web -> api (2 calls per request) -> db (1 per api call); ``spike`` times web's traffic from sample 70 flows
+    down the calls, CPU follows the load, and db (the busiest) saturates: its latency rises by ``db_slow``."""
+    rng = np.random.default_rng(6)
+    n, k = 80, 70
+    load = 100.0 * (1.0 + 0.01 * rng.standard_normal(n))
+    load[k:] *= spike
+    frames = {}
+    for svc, ratio, base in (("web", 1.0, 0.05), ("api", 2.0, 0.03), ("db", 2.0, 0.02)):
+        rate = ratio * load * (1.0 + 0.01 * rng.standard_normal(n))
+        lat = base * (1.0 + 0.03 * rng.standard_normal(n))
+        frames[svc] = _frame({"rate": rate, "latency_p95": lat, "cpu": 0.004 * rate}, svc)
+    db_lat = frames["db"].column("latency_p95")
+    db_lat[k:] += db_slow
+    for svc in ("api", "web"):  # callers wait for db
+        frames[svc].column("latency_p95")[k:] += db_slow
+    return frames, T0 + STEP * k
+
+
+def test_a_load_spike_at_the_entry_ranks_the_entry_not_the_callee_it_saturates() -> None:
+    # every service's traffic rises by the same 60 %: the callees' rise is their callers', and so is what it does
+    # to them (db's latency triples when it saturates, CPU follows the load); the load came in at web
+    frames, at = _load_spike_case(1.6, 0.04)
+    calls = [("web", "api"), ("api", "db")]
+    result = analyze(frames, at, topology=calls)
+    assert result.ranking[0].service == "web"
+    assert metric_kind(result.ranking[0].indicators[0].metric) in ("traffic", "cpu")
+    db = next(c for c in result.ranking if c.service == "db")
+    latency = next(i for i in db.indicators if i.metric == "latency_p95")
+    assert "load from caller api" in latency.evidence.detail and latency.score < 0.1 * result.ranking[0].score
+    # without the call graph the saturated db has the largest deviation; so it has when its load did not rise
+    assert analyze(frames, at).ranking[0].service == "db"
+    quiet, at = _load_spike_case(1.0, 0.04)
+    assert analyze(quiet, at, topology=calls).ranking[0].service == "db"
+
+
 def test_node_metrics_shared_by_services_on_one_node_are_divided_among_them() -> None:
     rng = np.random.default_rng(5)
     n, k = 80, 70

@@ -18,7 +18,10 @@ Steps (each one's numbers end up in the evidence of the result):
 4. **Weights**: a service's client-side latency measures its callees, so it does not count for the service
    (``client_latency_weight``); a node-level deviation shared by the services on one node is divided among them;
    with a call graph, a latency or error deviation that a callee shows at least as strongly is mostly
-   propagated (weight ``own / (own + strongest callee)``), and so is a traffic change that a caller shows.
+   propagated (weight ``own / (own + strongest callee)``), and so is a traffic change that a caller shows; a
+   load increase that a service's callers show as well (relatively, as fixed call ratios pass it on) came from
+   them, and so did what it does to the service (saturation latency and errors, CPU and memory use): the cause
+   is where the load entered.
 5. **Ranking**: a service's score is its strongest weighted indicator; indicators are listed strongest first.
 """
 
@@ -138,6 +141,7 @@ def analyze(metrics: Mapping[str, Frame] | Case, at: TimeLike, *, topology: obje
     if s.share_node_metrics:
         _share_node(case.metrics, scored, normal)
     if s.propagation and graph.edges:
+        _inherited_load(scored, graph, s.onset_z)
         _propagate(scored, graph)
 
     services = set(scored) | set(case.metrics) | graph.services
@@ -302,6 +306,49 @@ def _share_node(metrics: Mapping[str, Frame], scored: _Scored, normal: tuple[flo
             if kind == "node" and n > 1:
                 ev = replace(ind.evidence, detail=_join(ind.evidence.detail, f"node metric shared by {n} services"))
                 items[k] = (Indicator(ind.metric, ind.score / n, ev), kind)
+
+
+def _inherited_load(scored: _Scored, graph: CallGraph, min_z: float) -> None:
+    """Down-weight what a load increase that came from a service's callers explains at the service.
+
+    With fixed call ratios a callee's request rate follows its callers': when a caller's rate rises by a fraction
+    ``r``, the callee's rate rises by at most ``r`` too, so the part of a callee's relative rise that its
+    callers' rise (a traffic metric of the same name, above ``min_z``) covers is not its own. The same share of
+    its load-driven symptoms (latency and errors from saturation, CPU and memory use) is propagated too: the
+    cause is where the load came from (an entry service, whose callers are outside), not where it saturates.
+    A rise no caller shows (a client calling the service directly, retries) keeps its weight, and so does
+    everything else when the service's load did not rise.
+    """
+    def rises(svc: str) -> dict[str, tuple[float, float]]:
+        out: dict[str, tuple[float, float]] = {}
+        for ind, kind in scored.get(svc, []):
+            ev = ind.evidence
+            if (kind in KIND_TRAFFIC and ev.source == "metrics" and ind.score > min_z and ev.normal > 0
+                    and ev.observed > ev.normal):
+                rel = (ev.observed / ev.normal - 1.0, ev.spread / ev.normal)
+                out[ind.metric] = max(out.get(ind.metric, rel), rel)
+        return out
+
+    up = {svc: rises(svc) for svc in scored}
+    weights: dict[str, tuple[float, str]] = {}
+    for svc, own in up.items():
+        best = (1.0, "")
+        for metric, (rel, noise) in own.items():
+            covered, by = max(((up.get(c, {}).get(metric, (0.0, 0.0))[0], c) for c in graph.callers(svc)),
+                              default=(0.0, ""))
+            # the part of its rise beyond its callers' and beyond one normal spread (both are noisy) is its own
+            w = max(0.0, rel - covered - noise) / rel
+            if covered > 0 and w < best[0]:
+                best = (w, f"load from caller {by}: its {metric} rose {covered:.0%}, this one's {rel:.0%}")
+        if best[0] < 1.0:
+            weights[svc] = best
+    load_kinds = KIND_LATENCY | KIND_TRAFFIC | {"cpu", "memory"}
+    for svc, (w, why) in weights.items():
+        items = scored[svc]
+        for k, (ind, kind) in enumerate(items):
+            if kind in load_kinds and ind.evidence.source == "metrics":
+                ev = replace(ind.evidence, detail=_join(ind.evidence.detail, f"x{w:.2f}: {why}"))
+                items[k] = (Indicator(ind.metric, ind.score * w, ev), kind)
 
 
 def _propagate(scored: _Scored, graph: CallGraph) -> None:
