@@ -47,7 +47,6 @@ class AppState:
     event_poll_s: float = 1.0
     event_ping_s: float = 15.0
     threads: int = 8  # threads running the sync routes (anyio's default limiter, set at startup)
-    cache: dict[Any, tuple[float, Any]] = field(default_factory=dict)
     findings_registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=False))
     series_refs: SeriesRefs = field(default_factory=SeriesRefs)
     #: Answers of the read routes, reused for a second per tenant and URL and cleared by every write request

@@ -54,7 +54,6 @@ __all__ = [
     "SeriesRefs",
     "anomalies_out",
     "anomaly_dicts",
-    "cached",
     "encode",
     "finite",
     "forecast_dict",
@@ -357,29 +356,6 @@ def services_overview(store: Store, settings: Settings, tenant: str, now: float)
     return sorted(rows, key=lambda r: (r.health is None, r.health if r.health is not None else 0.0, r.service))
 
 
-_build_locks: dict[Any, threading.Lock] = {}
-_build_locks_guard = threading.Lock()
-
-
-def cached(cache: dict[Any, tuple[float, Any]], key: Any, now: float, ttl_s: float, build: Callable[[], Any]) -> Any:
-    """``build()``, reused for ``ttl_s`` seconds under ``key`` (the overview is read by every open dashboard).
-    One thread builds at a time per key; the others wait for its result instead of all building it at once."""
-    hit = cache.get(key)
-    if hit is not None and 0 <= now - hit[0] < ttl_s:
-        return hit[1]
-    with _build_locks_guard:
-        lock = _build_locks.setdefault(key, threading.Lock())
-    with lock:
-        hit = cache.get(key)  # built while this thread waited
-        if hit is not None and 0 <= now - hit[0] < ttl_s:
-            return hit[1]
-        value = build()
-        if len(cache) > 1000:
-            cache.clear()
-        cache[key] = (now, value)
-        return value
-
-
 class ReadCache:
     """Answers of the read routes, reused for ``ttl_s`` seconds per tenant and URL (path and query string).
 
@@ -400,9 +376,9 @@ class ReadCache:
         self._lock = threading.Lock()
 
     def answer(self, tenant: str, request: Request, build: Callable[[], bytes]) -> Response:
-        """The remembered answer to this request, else ``build()`` (JSON bytes) remembered."""
-        if self.ttl_s <= 0:
-            return Response(build(), media_type="application/json")
+        """The remembered answer to this request, else ``build()`` (JSON bytes) remembered. (The routes are sync,
+        run in worker threads: answering the hits on the event loop instead cost more CPU per request, measured
+        with ``opsmind bench service``, as the loop and the workers then fight over the GIL.)"""
         key = (tenant, request.url.path, request.url.query)
         now = self._clock()
         hit = self._items.get(key)
@@ -410,11 +386,12 @@ class ReadCache:
             return Response(hit[1], media_type="application/json")
         generation = self._generation
         body = build()
-        with self._lock:
-            if generation == self._generation:  # no write cleared the cache while this answer was read
-                if len(self._items) >= self.max_entries:
-                    self._items.clear()
-                self._items[key] = (now, body)
+        if self.ttl_s > 0:
+            with self._lock:
+                if generation == self._generation:  # no write cleared the cache while this answer was read
+                    if len(self._items) >= self.max_entries:
+                        self._items.clear()
+                    self._items[key] = (now, body)
         return Response(body, media_type="application/json")
 
     def clear(self) -> None:

@@ -16,7 +16,8 @@ router = APIRouter(tags=["forecasts"], responses=responses(401, 403, 422))
 
 
 @router.get("/forecasts", response_model=ForecastList, summary="List forecasts")
-def list_forecasts(request: Request, principal: ReadPrincipal, state: Annotated[AppState, Depends(state_dependency)],
+def list_forecasts(request: Request, principal: ReadPrincipal,
+                   state: Annotated[AppState, Depends(state_dependency)],
                    series_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
                    since: Annotated[float | None, Query(ge=0, le=MAX_TIME_S, description="Issued at or after, "
                                                        "Unix seconds.")] = None,

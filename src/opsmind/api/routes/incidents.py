@@ -37,8 +37,8 @@ def list_incidents(request: Request, principal: ReadPrincipal, state: State,
 
 
 @router.get("/incidents/{key}", response_model=IncidentRecord, summary="One incident", responses=responses(404))
-def get_incident(request: Request, key: Annotated[str, Path(min_length=1, max_length=64)], principal: ReadPrincipal,
-                 state: State) -> Response:
+def get_incident(request: Request, key: Annotated[str, Path(min_length=1, max_length=64)],
+                 principal: ReadPrincipal, state: State) -> Response:
     return state.reads.answer(principal.tenant, request,
                               lambda: encode(state.store.incidents.get(principal.tenant, key)))
 

@@ -45,7 +45,8 @@ def get_series(request: Request, series_id: SeriesId, principal: ReadPrincipal, 
             responses=responses(404))
 def get_samples(request: Request, series_id: SeriesId, principal: ReadPrincipal, state: State,
                 start: Annotated[float | None, TimeQuery] = None, end: Annotated[float | None, TimeQuery] = None,
-                limit: Annotated[int, Query(ge=1, le=100_000, description="The latest this many samples.")] = 10_000,
+                limit: Annotated[int, Query(ge=1, le=100_000,
+                                            description="The latest this many samples.")] = 10_000,
                 ) -> Response:
     return state.reads.answer(principal.tenant, request, lambda: views.encode(views.samples_dict(
         state.store.samples.read(principal.tenant, series_id, start=start, end=end, limit=limit))))
