@@ -373,24 +373,12 @@ def suggestion_out(s: Suggestion, playbooks: Mapping[str, Playbook], available: 
 # ---- the remediator the API uses ------------------------------------------------------------------------------
 
 def build_remediator(settings: Settings, store: Store) -> Remediator:
-    """A remediator from ``settings.remediation``: its playbooks, an executor for each action kind they use (from
-    ``settings.remediation.executors[kind]``, else the executor's defaults), and a Prometheus verifier when
-    ``settings.prometheus`` is set. ``ConfigError`` when a playbook or an executor's settings are malformed."""
-    from opsmind.remediate.executors import build_executor
-    from opsmind.remediate.playbook import load_playbooks
-    from opsmind.remediate.runner import Remediator
-    from opsmind.remediate.verify import PrometheusVerifier, Verifier
+    """The remediator of ``settings.remediation``, built as the engine builds it (its playbooks, an executor per
+    action kind they use, a Prometheus verifier when ``settings.prometheus`` is set). ``ConfigError`` when a
+    playbook or an executor's settings are malformed."""
+    from opsmind.engine.remediation import build_remediator as build
 
-    pbs = load_playbooks(settings.remediation.playbooks)
-    kinds = sorted({a.kind for pb in pbs for a in (*pb.actions, *pb.rollback.actions)})
-    configured = settings.remediation.executors
-    executors = {k: build_executor(k, configured.get(k)) for k in kinds}
-    verifier: Verifier | None = None
-    if settings.prometheus is not None:
-        from opsmind.sources.prometheus import Prometheus
-
-        verifier = PrometheusVerifier(Prometheus(settings.prometheus), services=settings.services)
-    return Remediator(settings, store, executors, verifier, playbooks=pbs)
+    return build(settings, store)
 
 
 @dataclass
