@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,12 +19,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from opsmind.api.server import BackgroundServer
 from opsmind.config import ApiSettings, Settings
 from opsmind.core.alerts import Alert
 from opsmind.forecast.base import Forecast
 from opsmind.incidents.correlate import Incident, TrackedAlert
 from opsmind.rca.model import Cause, Evidence, Indicator, Onset, RcaResult
 from opsmind.store import Store
+from servers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -145,31 +145,11 @@ def seed(store: Store, now: float) -> Seeded:
 
 # ---- server and browser ----------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
-def serve(app: Any, port: int | None = None) -> Iterator[str]:
+def serve(app: Any, port: int = 0) -> Iterator[str]:
     """Run ``app`` with uvicorn in a thread on ``port`` (a free loopback port by default); yields the base URL."""
-    port = port or _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, name="uvicorn-web-e2e", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with BackgroundServer(app, port=port) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -355,7 +335,7 @@ def test_the_event_stream_reconnects_after_a_server_restart(browser: Browser,
                                                             env: tuple[Store, Seeded, str]) -> None:
     store, data, _ = env
     settings = Settings(tenant=TENANT, api=ApiSettings(anonymous_scopes=["read", "write"]))
-    port = _free_port()
+    port = free_port()
     page = browser.page.context.new_page()
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)

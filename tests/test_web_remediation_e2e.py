@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from opsmind.api.server import BackgroundServer
 from opsmind.config import Settings
 from opsmind.core.alerts import Alert
 from opsmind.incidents.correlate import Incident, TrackedAlert
@@ -103,30 +102,11 @@ def event(store: Store, key: str) -> Event:
     return Event.from_incident(store.incidents.get(TENANT, key))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, name="uvicorn-remediation-e2e", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+def serve(app: Any, port: int = 0) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread on ``port`` (a free loopback port by default); yields the base URL."""
+    with BackgroundServer(app, port=port) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
