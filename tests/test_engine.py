@@ -25,6 +25,7 @@ from opsmind.cli.serve import init, serve
 from opsmind.config import Settings, load_settings
 from opsmind.core import FloatArray
 from opsmind.core.alerts import Alert
+from opsmind.detect import Detector
 from opsmind.engine import DetectTask, Engine, ScrapeSource, ThresholdSettings, detect_series
 from opsmind.sim import System, default_topology, serve_metrics
 from opsmind.store import Store
@@ -249,6 +250,30 @@ def test_threshold_settings_reach_the_work_function() -> None:
     again = detect_series(DetectTask(key=1, spec={"type": "opsmind"}, state=low.state, ts=times[800:],
                                      values=x[800:]))
     assert again.findings == () and again.scored == 0  # already scored: a replay decides nothing twice
+
+
+def test_a_lasting_change_is_learned_after_max_protected_samples() -> None:
+    # A very anomalous sample is not learned (an incident must not become normal), but after MAX_PROTECTED of
+    # them in a row every sample is learned until the probability drops: learning one in every MAX_PROTECTED
+    # left window detectors scoring their stale window, and an alert firing for an hour after a 5-minute spike.
+    from opsmind.detect import Thresholder
+    from opsmind.engine.detection import MAX_PROTECTED, SeriesModel, _score
+
+    class Always(Detector):
+        def __init__(self) -> None:
+            self.learned = 0
+
+        def score_one(self, t: float, x: float | FloatArray) -> float:
+            return 0.99
+
+        def learn_one(self, t: float, x: float | FloatArray) -> None:
+            self.learned += 1
+
+    det = Always()
+    model = SeriesModel(spec={}, detector=det, thresholder=Thresholder(threshold=0.5), last_ts=0.0)
+    times = _times(200)
+    _score(model, times, np.ones(200), DetectTask(key=1, spec={}, state=None, ts=times, values=np.ones(200)))
+    assert det.learned == 200 - MAX_PROTECTED and model.protected == MAX_PROTECTED
 
 
 def _cli() -> typer.Typer:

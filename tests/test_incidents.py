@@ -108,6 +108,22 @@ def test_duplicates_are_one_alert_and_resolution_resolves() -> None:
     assert first.status == "resolved" and first.resolved_at == T0 + 300
 
 
+def test_an_alert_firing_again_after_it_resolved_is_grouped_afresh() -> None:
+    c = IncidentCorrelator(CorrelatorSettings(window_s=60), graph=GRAPH)
+    first = c.add(alert("HighLatency", "checkout", T0))
+    c.add(alert("ErrorRate", "frontend", T0 + 30))  # keeps the incident open
+    c.add(Alert(labels={"alertname": "HighLatency", "service": "checkout"}, starts_at=T0, ends_at=T0 + 300,
+                status="resolved"), at=T0 + 300)
+    assert first.status == "open"
+    soon = c.add(alert("HighLatency", "checkout", T0 + 330), at=T0 + 330)  # within the window: the same episode
+    assert soon is first and len(first.alerts) == 2
+    c.add(Alert(labels={"alertname": "HighLatency", "service": "checkout"}, starts_at=T0 + 330, ends_at=T0 + 400,
+                status="resolved"), at=T0 + 400)
+    later = c.add(alert("HighLatency", "checkout", T0 + 900), at=T0 + 900)  # 500 s after it resolved
+    assert later is not first and first.status == "open" and later.started_at == T0 + 900
+    assert c.add(alert("HighLatency", "checkout", T0 + 900), at=T0 + 960) is later  # its repeats follow it
+
+
 def test_grouping_by_time_labels_and_call_graph() -> None:
     c = IncidentCorrelator(CorrelatorSettings(window_s=600), graph=GRAPH)
     a = c.add(alert("HighLatency", "checkout", T0, cluster="eu"))

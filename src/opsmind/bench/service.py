@@ -252,7 +252,7 @@ async def _drive_reads(url: str, token: str, paths: list[str], rate: float, *,
     timeout = aiohttp.ClientTimeout(total=60.0)
     async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout,
                                      headers={"Authorization": f"Bearer {token}"}) as session:
-        loop = asyncio.get_running_loop()
+        clock = time.perf_counter  # not loop.time(): uvloop's clock has millisecond steps
 
         def fail(kind: str, example: str) -> None:
             failures[kind] = failures.get(kind, 0) + 1
@@ -267,18 +267,18 @@ async def _drive_reads(url: str, token: str, paths: list[str], rate: float, *,
                             fail(f"HTTP {r.status}", f"{path}: {body[:200].decode(errors='replace')}")
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     fail(type(exc).__name__, f"{path}: {exc}")
-            latencies.append(loop.time() - due)
+            latencies.append(clock() - due)
 
-        start = loop.time() + 0.05
+        start = clock() + 0.05
         tasks = []
         for k, path in enumerate(paths):
             due = start + k / rate
-            delay = due - loop.time()
+            delay = due - clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(path, due)))
         await asyncio.gather(*tasks)
-        return ReadRun(latencies, failures, examples, loop.time() - start)
+        return ReadRun(latencies, failures, examples, clock() - start)
 
 
 def _bodies(batch_samples: int, count: int, now_ms: int) -> list[bytes]:

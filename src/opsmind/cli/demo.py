@@ -6,7 +6,6 @@ it counts remediation runs."""
 
 from __future__ import annotations
 
-import inspect
 import tempfile
 import threading
 import time
@@ -29,10 +28,8 @@ def _start_api(run: Any, host: str, port: int) -> tuple[Any, threading.Thread, s
 
     from opsmind.api import create_app
 
-    kwargs: dict[str, Any] = {}
-    if "remediator" in inspect.signature(create_app).parameters:
-        kwargs["remediator"] = run.engine.remediator
-    app = create_app(run.settings, store=run.store, telemetry=run.engine.telemetry, engine=run.engine, **kwargs)
+    app = create_app(run.settings, store=run.store, telemetry=run.engine.telemetry, engine=run.engine,
+                     remediator=run.engine.remediator)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="opsmind-api", daemon=True)
     thread.start()

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -70,10 +69,8 @@ def serve(
         if not no_engine:
             engine = Engine(settings, store, telemetry=telemetry,
                             dispatcher=_dispatcher(settings, store, telemetry))  # type: ignore[arg-type]
-        extra: dict[str, Any] = {}
-        if "remediator" in inspect.signature(create_app).parameters:  # the remediation routes use the engine's
-            extra["remediator"] = engine.remediator if engine is not None else None
-        app = create_app(settings, store=store, telemetry=telemetry, engine=engine, **extra)
+        app = create_app(settings, store=store, telemetry=telemetry, engine=engine,  # one remediator for both
+                         remediator=engine.remediator if engine is not None else None)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
                                                log_level=log_level.lower(), lifespan="on"))
         if engine is not None:

@@ -180,9 +180,11 @@ def _score(model: SeriesModel, ts: FloatArray, values: FloatArray, task: DetectT
     for t, x in zip(ts.tolist(), values.tolist(), strict=True):
         p = float(det.score_one(t, x)) if np.isfinite(x) else 0.0
         if np.isfinite(x):
-            if p < PROTECT or model.protected >= MAX_PROTECTED:
+            if p < PROTECT:
                 det.learn_one(t, x)
                 model.protected = 0
+            elif model.protected >= MAX_PROTECTED:  # a lasting change: learned until it no longer looks anomalous
+                det.learn_one(t, x)
             else:
                 model.protected += 1
         decision = th.process_one(t, p)

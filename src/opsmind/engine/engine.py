@@ -133,7 +133,21 @@ def make_executor(settings: Settings) -> Executor:
         executor: Executor = client.get_executor()  # type: ignore[no-untyped-call]
         return executor
     # spawn: the engine runs beside the API's threads, and forking a threaded process is unsafe
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """Run in each worker of the process pool: exit once the engine's process is gone. A pool shut down by the
+    engine ends its workers itself, but after a ``kill -9`` a worker would wait on its task queue forever (it holds
+    both ends of the queue's pipe, so it never reads an end of file)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="opsmind-parent-watch", daemon=True).start()
 
 
 def _threshold_settings(settings: Settings) -> ThresholdSettings:

@@ -4,7 +4,10 @@ linked to earlier incidents with the same signature.
 Rules (each decision is recorded in the incident's ``evidence``):
 
 * **Deduplication.** Alerts with the same labels (the same Alertmanager fingerprint) are one alert: a repeat
-  updates its end time, status and annotations, and counts as a repeat, never as a second alert.
+  updates its end time, status and annotations, and counts as a repeat, never as a second alert. An alert that
+  fires again (a new start time) more than ``window_s`` after it resolved is a new episode, grouped afresh: it
+  joins its old incident only if that one would take it as a new alert, so a later failure is not hidden inside
+  an earlier incident that other alerts keep open.
 * **Grouping.** An alert joins an open incident when (1) the labels named in ``group_by`` agree where both have
   them, (2) it starts within ``window_s`` of the incident's latest activity, and (3) its service is in the
   incident or within ``max_hops`` calls of one of its services in the call graph. Without a call graph, (3) asks
@@ -130,6 +133,9 @@ class IncidentCorrelator:
         service = alert.service(self.settings.service_labels) or ""
         fp = alert.fingerprint
         known = self._by_fp.get(fp)
+        if known is not None and self._new_episode(known.alerts[fp].alert, alert):
+            del self._by_fp[fp]  # grouped afresh, like an alert never seen
+            known = None
         if known is not None and known.status != "closed":
             tracked = known.alerts[fp]
             tracked.alert = alert
@@ -196,6 +202,11 @@ class IncidentCorrelator:
         return sorted((i for i in self.incidents if i.status == "open"), key=lambda i: -i.score)
 
     # -- rules --------------------------------------------------------------------------------------------------
+    def _new_episode(self, before: Alert, alert: Alert) -> bool:
+        """``alert`` fires again (a new start) more than ``window_s`` after its last episode resolved."""
+        return (before.ends_at is not None and alert.status != "resolved" and alert.ends_at is None
+                and alert.starts_at != before.starts_at and alert.starts_at - before.ends_at > self.settings.window_s)
+
     def _fits(self, inc: Incident, alert: Alert, service: str, now: float) -> bool:
         if alert.starts_at - inc.last_activity > self.settings.window_s and now - inc.last_activity > \
                 self.settings.window_s:
