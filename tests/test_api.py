@@ -126,7 +126,7 @@ def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dic
 def test_health_without_token(seeded: Seeded) -> None:
     r = seeded.client.get("/api/v1/health", headers={"Authorization": ""})
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "version": "0.1.0", "store": "ok", "engine": None}
+    assert r.json() == {"status": "ok", "version": "0.1.0", "store": "ok", "engine": None, "time": NOW}  # its clock
 
 
 def test_health_reports_the_engine_and_degrades_when_a_source_is_down() -> None:

@@ -402,6 +402,21 @@ def test_a_401_asks_for_a_token_and_keeps_it(browser: Browser, env: tuple[Store,
     assert unexpected == [], "\n".join(unexpected)
 
 
+def test_relative_times_count_from_the_servers_clock(browser: Browser, env: tuple[Store, Seeded, str]) -> None:
+    # `opsmind demo` serves simulated time: "5m ago" must count from the server's now, not the browser's
+    store, _, _ = env
+    settings = Settings(tenant=TENANT, api=ApiSettings(anonymous_scopes=["read"]))
+    with serve(api_module.create_app(settings, store=store, clock=lambda: time.time() + 3 * 86400)) as base:
+        page = browser.page.context.new_page()
+        try:
+            page.goto(f"{base}/#/anomalies")
+            page.wait_for_selector(".timeline .event .rel")
+            texts = page.locator(".timeline .event .rel").evaluate_all("els => els.map(e => e.textContent.trim())")
+            assert texts and all(t == "3d ago" for t in texts), texts
+        finally:
+            page.close()
+
+
 def test_an_empty_tenant_gets_empty_states(browser: Browser, env: tuple[Store, Seeded, str]) -> None:
     store, _, _ = env
     settings = Settings(tenant="fresh", api=ApiSettings(anonymous_scopes=["read"]))

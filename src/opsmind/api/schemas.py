@@ -69,6 +69,8 @@ class Health(_Out):
     version: str
     store: str = Field(..., description="`ok`, or what is wrong with the store.")
     engine: dict[str, Any] | None = Field(None, description="The engine's status, when it runs in this process.")
+    time: float = Field(..., description="The server's clock, Unix seconds (in `opsmind demo`, the simulated time): "
+                                         "what the dashboard's relative times count from.")
 
 
 class RedValues(_Out):

@@ -29,7 +29,7 @@ def _start_api(run: Any, host: str, port: int) -> tuple[Any, threading.Thread, s
     from opsmind.api import create_app
 
     app = create_app(run.settings, store=run.store, telemetry=run.engine.telemetry, engine=run.engine,
-                     remediator=run.engine.remediator)
+                     remediator=run.engine.remediator, clock=lambda: run.t)  # "the last hour" is simulated time
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="opsmind-api", daemon=True)
     thread.start()

@@ -32,4 +32,4 @@ async def health(state: Annotated[AppState, Depends(state_dependency)]) -> Healt
         sources = engine.get("sources") or {}
         down = down or (isinstance(sources, dict) and not all(bool(v) for v in sources.values()))
     return Health(status="ok" if store == "ok" and not down else "degraded", version=__version__, store=store,
-                  engine=engine)
+                  engine=engine, time=state.clock())

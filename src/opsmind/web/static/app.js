@@ -5,7 +5,7 @@
 // subscribes to live events until the next navigation.
 
 import { askToken, clearErrors, initTokenDialog, listen, load, showError } from "./api.js";
-import { parseQuery, refreshRelativeTimes } from "./util.js";
+import { parseQuery, refreshRelativeTimes, setServerTime } from "./util.js";
 import { anomaliesView } from "./views/anomalies.js";
 import { incidentView, incidentsView } from "./views/incidents.js";
 import { overviewView, serviceView } from "./views/overview.js";
@@ -146,7 +146,17 @@ async function countPendingRuns() {
   badge("pending-approvals", pendingRuns.size);
 }
 
-function start() {
+/** The server's clock (the demo's is simulated time), so "5m ago" counts from the server's now. */
+async function syncClock() {
+  try {
+    const res = await fetch("/api/v1/health", { cache: "no-store" });
+    if (res.ok) setServerTime((await res.json()).time);
+  } catch {
+    // offline: keep the last offset; the live indicator says so
+  }
+}
+
+async function start() {
   initTokenDialog();
   document.getElementById("banner-close").addEventListener("click", clearErrors);
   document.getElementById("token-button").addEventListener("click", () => {
@@ -155,10 +165,11 @@ function start() {
   document.addEventListener("opsmind:token", () => { route(); countOpenIncidents(); countPendingRuns(); });
   document.addEventListener("opsmind:remediation", (e) => trackPending(e.detail));
   window.addEventListener("hashchange", route);
+  await syncClock();
   route();
   countOpenIncidents();
   countPendingRuns();
-  setInterval(() => refreshRelativeTimes(), 15000);
+  setInterval(() => syncClock().then(() => refreshRelativeTimes()), 15000);
   const stop = listen(onLive, setLive);
   window.addEventListener("pagehide", stop);
 }

@@ -80,8 +80,20 @@ export function money(v) {
 
 const pad = (n) => String(n).padStart(2, "0");
 
+let serverOffset = 0; // the server's clock minus this browser's, seconds (the demo's clock is simulated time)
+
+/** Take the server's clock (Unix seconds, from /health) as "now" for relative times. */
+export function setServerTime(t) {
+  if (Number.isFinite(t)) serverOffset = t - Date.now() / 1000;
+}
+
+/** The server's "now", Unix seconds. */
+export function serverNow() {
+  return Date.now() / 1000 + serverOffset;
+}
+
 /** Local clock time of Unix seconds: "14:03:07" (with the date when it is not today). */
-export function clock(ts, now = Date.now() / 1000) {
+export function clock(ts, now = serverNow()) {
   if (ts === null || ts === undefined) return "–";
   const d = new Date(ts * 1000);
   const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
@@ -97,7 +109,7 @@ export function iso(ts) {
 }
 
 /** How long ago: "42s ago", "5m ago", "3h ago", "2d ago" (or "in 5m" for the future). */
-export function ago(ts, now = Date.now() / 1000) {
+export function ago(ts, now = serverNow()) {
   if (ts === null || ts === undefined) return "";
   const d = now - ts;
   const a = Math.abs(d);
@@ -164,6 +176,6 @@ export function setQuery(params) {
 
 /** Refresh every relative time ("5m ago") on the page; the app calls this on a timer. */
 export function refreshRelativeTimes(root = document) {
-  const now = Date.now() / 1000;
+  const now = serverNow();
   for (const el of root.querySelectorAll(".rel[data-ts]")) el.textContent = ` ${ago(Number(el.dataset.ts), now)}`;
 }
