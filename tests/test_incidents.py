@@ -152,6 +152,22 @@ def test_an_alert_linking_two_incidents_merges_them() -> None:
     assert any(e.startswith("merged") for e in link.evidence)
 
 
+def test_an_incident_alert_keeps_its_labels_when_its_root_cause_is_found_and_services_join() -> None:
+    # its labels are its identity: a change would announce the same incident again as a new alert
+    from opsmind.engine.alerts import incident_alert
+
+    c = IncidentCorrelator(CorrelatorSettings(window_s=600), graph=GRAPH)
+    inc = c.add(alert("HighLatency", "payment", T0, severity="warning"))
+    first = incident_alert(inc, tenant="t", base_url="")
+    c.attach_rca(inc, "shipping", {"ranking": []})
+    assert c.add(alert("HighLatency", "checkout", T0 + 60, severity="warning"), at=T0 + 60) is inc
+    later = incident_alert(inc, tenant="t", base_url="")
+    assert inc.services == {"checkout", "payment"} and inc.priority == "P3"
+    assert later.labels == first.labels and later.fingerprint == first.fingerprint
+    assert first.labels["service"] == "payment" and later.annotations["root_cause"] == "shipping"
+    assert "root cause shipping" in later.annotations["description"]
+
+
 def test_priority_reflects_severity_blast_radius_and_slo() -> None:
     c = IncidentCorrelator(graph=GRAPH)
     big = c.add(alert("SLOBurnRateHigh", "payment", T0, severity="critical"))

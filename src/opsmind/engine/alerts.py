@@ -8,7 +8,7 @@ from opsmind.core.alerts import Alert
 from opsmind.engine.detection import OpenAlert
 from opsmind.incidents.correlate import Incident
 
-__all__ = ["PRIORITY_SEVERITY", "anomaly_alert", "incident_alert"]
+__all__ = ["PRIORITY_SEVERITY", "anomaly_alert", "incident_alert", "opening_service"]
 
 PRIORITY_SEVERITY = {"P1": "critical", "P2": "high", "P3": "medium", "P4": "low"}
 
@@ -24,13 +24,28 @@ def anomaly_alert(*, tenant: str, series_id: int, selector: str, service: str, m
         "opsmind_url": f"{base_url}/#/series/{series_id}"})
 
 
+def opening_service(inc: Incident) -> str:
+    """The service of the alert that opened the incident (the first one the correlator took)."""
+    tracked = [t for t in inc.alerts.values() if t.service]
+    if tracked:
+        return min(tracked, key=lambda t: (t.first_seen, t.alert.starts_at, t.alert.fingerprint)).service
+    return sorted(inc.services)[0] if inc.services else ""
+
+
 def incident_alert(inc: Incident, *, tenant: str, base_url: str) -> Alert:
-    """The firing alert of an open incident; its service is the root cause once known."""
-    service = inc.root_cause or (sorted(inc.services)[0] if inc.services else "")
-    labels = {"alertname": "OpsmindIncident", "incident": inc.id, "service": service,
+    """The firing alert of an open incident.
+
+    Its labels are its identity (Alertmanager's fingerprint), so they change only when they must: ``service`` is
+    the service of the alert that opened the incident (the root cause, found a few minutes later, and the services
+    that join are in the annotations), and ``severity`` follows the priority, which only rises, so a changed label
+    set means an escalation worth announcing again."""
+    labels = {"alertname": "OpsmindIncident", "incident": inc.id, "service": opening_service(inc),
               "severity": PRIORITY_SEVERITY.get(inc.priority, "medium"), "tenant": tenant}
     cause = f"; root cause {inc.root_cause}" if inc.root_cause else ""
-    return Alert(labels=labels, starts_at=inc.started_at, annotations={
+    annotations = {
         "summary": f"{inc.priority} incident: {inc.title}",
         "description": f"{len(inc.alerts)} alert(s) on {', '.join(sorted(inc.services))}{cause}",
-        "opsmind_url": f"{base_url}/#/incidents/{inc.id}"})
+        "opsmind_url": f"{base_url}/#/incidents/{inc.id}"}
+    if inc.root_cause:
+        annotations["root_cause"] = inc.root_cause
+    return Alert(labels=labels, starts_at=inc.started_at, annotations=annotations)
