@@ -450,6 +450,47 @@ def test_series_pushed_through_the_api_are_detected_too(tmp_path: Path) -> None:
         restarted.stop()
 
 
+def test_a_restart_keeps_the_open_alert_of_a_pushed_series_that_sends_nothing_new(tmp_path: Path) -> None:
+    # pushed series are picked up when new samples arrive; one whose alert was open when the engine stopped must
+    # be known at once, or the first cycle after a restart would resolve its alert (and incident) for no reason
+    from fastapi.testclient import TestClient
+
+    from opsmind.api import create_app
+
+    n_train = 800
+    times = _times(n_train + 10)
+    values = _series(times.shape[0], 21)
+    values[n_train:] += 40.0  # still anomalous at the last sample
+    quiet = _series(times.shape[0], 22)
+    settings = Settings.model_validate({
+        "store": {"url": f"sqlite:///{tmp_path / 'pushed-alert.db'}"}, "api": {"anonymous_scopes": ["write"]},
+        "engine": {"scrape_interval_s": 60.0, "history_s": 86400.0, "executor": "thread", "workers": 1},
+    })
+    with Store.open(settings.store) as store, TestClient(create_app(settings, store=store)) as client:
+        def push(lo: int, hi: int) -> None:
+            body = {"series": [{"name": "queue_depth", "labels": {"service": svc},
+                                "samples": [[float(t), float(v)] for t, v in zip(times[lo:hi], x[lo:hi], strict=True)]}
+                               for svc, x in (("quiet", quiet), ("a", values))]}  # the quiet one gets the lower id
+            assert client.post("/api/v1/ingest", json=body).status_code == 200
+
+        engine = Engine(settings, store)
+        push(0, n_train)
+        engine.run_cycle(float(times[n_train - 1]))
+        push(n_train, n_train + 10)
+        report = engine.run_cycle(float(times[-1]))
+        assert report.firing == 1 and len(store.incidents.list("default")) == 1
+        key = store.incidents.list("default")[0].key
+        engine.stop()
+
+        restarted = Engine(settings, store)
+        restarted.pushed_per_cycle = 1  # fewer than the pushed series: they are looked at in turns
+        after = restarted.run_cycle(float(times[-1]) + 60.0)  # nothing new was pushed
+        assert after.firing == 1, after
+        assert [a.labels["alertname"] for a in restarted.firing(float(times[-1]) + 60.0)].count("OpsmindAnomaly") == 1
+        assert store.incidents.get("default", key).status == "open"
+        restarted.stop()
+
+
 # -- remediation ---------------------------------------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ from opsmind.engine.sources import PullSource, ScrapeSource
 from opsmind.rca.frames import parse_series_name
 from opsmind.remediate import Event, Remediator
 from opsmind.sources.prometheus import Prometheus
-from opsmind.store import AnomalyIn, SeriesSamples, Store
+from opsmind.store import AnomalyIn, SeriesRecord, SeriesSamples, Store
 from opsmind.telemetry import Telemetry
 
 __all__ = ["CycleReport", "Dispatcher", "Engine", "make_executor"]
@@ -378,13 +378,22 @@ class Engine:
 
     # -- restore ------------------------------------------------------------------------------------------------
     def _restore(self) -> None:
-        """Find the configured services' stored series and their detector states (after a restart)."""
+        """Find the configured services' stored series and their detector states (after a restart), and the pushed
+        series whose alert was firing: pushed series are otherwise picked up in turns as their samples arrive, and
+        until then the incidents would take their alerts for resolved."""
+        from opsmind.store import NotFoundError
+
         for svc in self.settings.services:
             for metric in svc.metrics:
                 for rec in self.store.series.list(self.tenant, name=metric, service=svc.name, limit=100_000):
                     info = self._register(svc.name, metric, rec.id, rec.labels, rec.selector)
                     info.stale = rec.stale_since is not None
                     self._load_state(info)
+        for sid in sorted(self.incidents.firing_series(self.tenant, "OpsmindAnomaly") - set(self._series)):
+            try:
+                self._adopt_pushed(self.store.series.get(self.tenant, sid))
+            except NotFoundError:  # deleted since
+                continue
         self._restored = True
 
     def _register(self, service: str, metric: str, sid: int, labels: dict[str, str], selector: str) -> _Series:
@@ -496,6 +505,14 @@ class Engine:
         return rec.id
 
     # -- pushed series -------------------------------------------------------------------------------------------
+    def _adopt_pushed(self, rec: SeriesRecord) -> _Series:
+        """Start tracking a series that only the API writes, with its stored detector state."""
+        info = _Series(rec.id, rec.service or "unknown", rec.name, dict(rec.labels), rec.selector, pushed=True)
+        info.stale = rec.stale_since is not None
+        self._series[rec.id] = info
+        self._load_state(info)
+        return info
+
     def _pushed(self, now: float, exclude: set[int], errors: list[str]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """New samples of series that only the API writes (see the module docstring): the series whose newest
         stored sample is newer than their last scored one, at most ``pushed_per_cycle`` of them per cycle, taking
@@ -538,11 +555,8 @@ class Engine:
             self._pushed_seen[rec.id] = lasts[rec.id][0]  # samples up to here were looked at
             info = self._series.get(rec.id)
             if info is None:
-                info = _Series(rec.id, rec.service or "unknown", rec.name, dict(rec.labels), rec.selector, pushed=True)
-                info.stale = rec.stale_since is not None
-                self._series[rec.id] = info
                 try:
-                    self._load_state(info)
+                    info = self._adopt_pushed(rec)
                 except OpsmindError as exc:
                     errors.append(f"pushed series {rec.id}: {exc}")
                     continue

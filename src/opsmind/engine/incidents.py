@@ -126,6 +126,18 @@ class IncidentService:
         with self._lock:
             return self.correlator(tenant).open()
 
+    def firing_series(self, tenant: str, alertname: str) -> set[int]:
+        """Series ids (label ``series_id``) of the ``alertname`` alerts firing in the tenant's open incidents."""
+        with self._lock:
+            out = set()
+            for inc in self.correlator(tenant).open():
+                for tracked in inc.alerts.values():
+                    a = tracked.alert
+                    sid = a.labels.get("series_id", "")
+                    if a.name == alertname and a.status != "resolved" and a.ends_at is None and sid.isdigit():
+                        out.add(int(sid))
+            return out
+
     def pending_rca(self, tenant: str, now: float, delay_s: float) -> list[Incident]:
         """Incidents without a root cause that started at least ``delay_s`` ago and were not analysed yet."""
         with self._lock:
