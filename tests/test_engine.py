@@ -450,6 +450,36 @@ def test_series_pushed_through_the_api_are_detected_too(tmp_path: Path) -> None:
         restarted.stop()
 
 
+def test_configured_services_without_a_source_are_analysed_from_pushed_samples(tmp_path: Path) -> None:
+    # services configured for their roles, SLOs and call graph, with samples pushed (no Prometheus, no scrape)
+    from fastapi.testclient import TestClient
+
+    from opsmind.api import create_app
+
+    times = _times(860)
+    values = _series(860, 31)
+    values[830] = 25.0
+    settings = Settings.model_validate({
+        "store": {"url": f"sqlite:///{tmp_path / 'configured-pushed.db'}"}, "api": {"anonymous_scopes": ["write"]},
+        "services": [{"name": "web", "metrics": {"depth": 'queue_depth{service="web"}'}}],
+        "engine": {"scrape_interval_s": 60.0, "history_s": 86400.0, "executor": "thread", "workers": 1},
+    })
+    with Store.open(settings.store) as store, TestClient(create_app(settings, store=store)) as client:
+        def push(lo: int, hi: int) -> None:
+            body = {"series": [{"name": "depth", "service": "web", "labels": {"service": "web"},
+                                "samples": [[float(t), float(v)] for t, v in zip(times[lo:hi], values[lo:hi],
+                                                                                 strict=True)]}]}
+            assert client.post("/api/v1/ingest", json=body).status_code == 200
+
+        engine = Engine(settings, store)
+        push(0, 800)
+        first = engine.run_cycle(float(times[799]))
+        push(800, 860)
+        second = engine.run_cycle(float(times[-1]))
+        assert (first.trained, second.scored) == (800, 60) and second.anomalies >= 1, (first, second)
+        engine.stop()
+
+
 def test_a_restart_keeps_the_open_alert_of_a_pushed_series_that_sends_nothing_new(tmp_path: Path) -> None:
     # pushed series are picked up when new samples arrive; one whose alert was open when the engine stopped must
     # be known at once, or the first cycle after a restart would resolve its alert (and incident) for no reason

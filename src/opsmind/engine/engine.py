@@ -388,6 +388,7 @@ class Engine:
                 for rec in self.store.series.list(self.tenant, name=metric, service=svc.name, limit=100_000):
                     info = self._register(svc.name, metric, rec.id, rec.labels, rec.selector)
                     info.stale = rec.stale_since is not None
+                    info.pushed = not self._sources  # nothing to pull from: its samples come through the API
                     self._load_state(info)
         for sid in sorted(self.incidents.firing_series(self.tenant, "OpsmindAnomaly") - set(self._series)):
             try:
