@@ -47,8 +47,10 @@ def serve(
                                             "dashboard); run no analysis.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "warning",
 ) -> None:
-    """Run the engine (pull, detect, forecast, scale, rightsize, incidents, remediation playbooks) and the API on one
-    port until Ctrl-C."""
+    """Run the engine (detect, forecast, scale, rightsize, incidents, playbooks) and the API until Ctrl-C.
+
+    One process, one port: the engine pulls from Prometheus or scrapes /metrics endpoints (or analyses what is
+    pushed to the API), and the API serves the dashboard, /metrics, remote_write and the Alertmanager webhook."""
     import uvicorn
 
     from opsmind.api import create_app
