@@ -477,6 +477,7 @@ def test_configured_services_without_a_source_are_analysed_from_pushed_samples(t
         push(800, 860)
         second = engine.run_cycle(float(times[-1]))
         assert (first.trained, second.scored) == (800, 60) and second.anomalies >= 1, (first, second)
+        assert engine.series_map() == {"web": {"depth": store.series.list("default")[0].id}}  # what RCA reads
         engine.stop()
 
 

@@ -263,10 +263,11 @@ class Engine:
         }
 
     def series_map(self) -> dict[str, dict[str, int]]:
-        """``{service: {metric name: series id}}`` (the first series of each metric)."""
+        """``{service: {metric name: series id}}`` (the first series of each metric) of the configured services
+        (their samples pulled, or pushed when there is nothing to pull from)."""
         out: dict[str, dict[str, int]] = {}
         for s in sorted(list(self._series.values()), key=lambda x: x.id):
-            if s.pushed:
+            if s.pushed and s.id not in self._by_query.get((s.service, s.metric), ()):
                 continue
             out.setdefault(s.service, {}).setdefault(s.metric, s.id)
         return out
