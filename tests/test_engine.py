@@ -481,6 +481,51 @@ def test_configured_services_without_a_source_are_analysed_from_pushed_samples(t
         engine.stop()
 
 
+def test_rca_leaves_out_the_capacity_metrics_of_a_service_opsmind_scaled(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from opsmind.core.graph import CallGraph
+    from opsmind.engine.rca import incident_rca, own_changes
+    from opsmind.rca import RcaSettings
+
+    def run(target: str, started: float, before: dict[str, Any], changed: bool = True, dry: bool = False) -> Any:
+        return SimpleNamespace(dry_run=dry, started_at=started, targets=[target], playbook="pb",
+                               outcomes=[{"changed": changed, "before": before}])
+
+    runs = [run("shop/web", 500.0, {"replicas": 2}), run("web", 100.0, {"replicas": 2}, dry=True),
+            run("db", 50.0, {"restarted_at": None}), run("web", 10.0, {"replicas": 3}, changed=False),
+            run("web", 5000.0, {"replicas": 2})]
+    assert own_changes(runs, ["web", "db"], 0.0, 1000.0) == {"web": (500.0, "pb")}  # scale-outs in the window only
+
+    t = T0 + 60.0 * np.arange(150)
+    rng = np.random.default_rng(5)
+    metrics = {("web", "latency"): 0.1 + 0.005 * rng.standard_normal(150),
+               ("web", "memory"): 1e9 + 1e7 * rng.standard_normal(150),
+               ("web", "cpu"): 1 + 0.02 * rng.standard_normal(150),
+               ("db", "latency"): 0.05 + 0.002 * rng.standard_normal(150),
+               ("db", "cpu"): 1 + 0.02 * rng.standard_normal(150)}
+    onset = 100
+    metrics[("db", "latency")][onset:] += 0.02  # the cause: db slows down...
+    metrics[("web", "latency")][onset:] += 0.02  # ...and so does web, which calls it
+    metrics[("web", "memory")][onset + 1:] += 5e8  # opsmind scales web out a minute later: its totals jump
+    metrics[("web", "cpu")][onset + 1:] += 0.5
+    with Store.open(f"sqlite:///{tmp_path / 'rca.db'}") as store:
+        store.tenants.ensure("default")
+        series: dict[str, dict[str, int]] = {}
+        for (svc, metric), x in metrics.items():
+            sid = store.series.upsert("default", metric, {"service": svc}).id
+            store.samples.insert("default", sid, t, x)
+            series.setdefault(svc, {})[metric] = sid
+        graph = CallGraph.from_mapping({"web": ["db"], "db": []})
+        rca = RcaSettings()
+        blamed, _ = incident_rca(store, "default", series, graph, float(t[onset]), rca)
+        assert blamed == "web"  # the scale-out looks like the biggest change
+        top, payload = incident_rca(store, "default", series, graph, float(t[onset]), rca,
+                                    changed={"web": (float(t[onset + 1]), "scale-out")})
+        assert top == "db", payload["ranking"]
+        assert any(n.startswith("web: cpu, memory left out") and "scale-out" in n for n in payload["notes"])
+
+
 def test_a_restart_keeps_the_open_alert_of_a_pushed_series_that_sends_nothing_new(tmp_path: Path) -> None:
     # pushed series are picked up when new samples arrive; one whose alert was open when the engine stopped must
     # be known at once, or the first cycle after a restart would resolve its alert (and incident) for no reason

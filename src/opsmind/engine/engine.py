@@ -54,7 +54,7 @@ from opsmind.engine.alerts import anomaly_alert, incident_alert
 from opsmind.engine.detection import DetectResult, DetectTask, OpenAlert, SeriesModel, ThresholdSettings, detect_series
 from opsmind.engine.incidents import IncidentService
 from opsmind.engine.jobs import Jobs
-from opsmind.engine.rca import incident_rca
+from opsmind.engine.rca import CAPACITY_ROLES, incident_rca, own_changes
 from opsmind.engine.remediation import RemediationLoop, anomaly_event, build_remediator
 from opsmind.engine.sources import PullSource, ScrapeSource
 from opsmind.rca.frames import parse_series_name
@@ -708,8 +708,10 @@ class Engine:
         done = 0
         for inc in self.incidents.pending_rca(self.tenant, now, rca.window_s):
             try:
-                top, payload = incident_rca(self.store, self.tenant, self.series_map(), self.incidents.graph,
-                                            inc.started_at, rca)
+                series = self.series_map()
+                top, payload = incident_rca(self.store, self.tenant, series, self.incidents.graph, inc.started_at,
+                                            rca, changed=self._own_changes(inc.started_at, series),
+                                            capacity=self._capacity_metrics())
                 self.incidents.attach_rca(self.tenant, inc.id, top, payload)
                 done += 1
             except (OpsmindError, ValueError, ArithmeticError) as exc:
@@ -719,6 +721,27 @@ class Engine:
         return done
 
     # -- stale --------------------------------------------------------------------------------------------------
+    def _own_changes(self, at: float, series: Mapping[str, Any]) -> dict[str, tuple[float, str]]:
+        """What the remediator did to the services around ``at`` (see :func:`opsmind.engine.rca.own_changes`)."""
+        if self.remediator is None:
+            return {}
+        rca = self.settings.engine.rca
+        start = at - rca.search_s - rca.baseline_s
+        try:
+            runs = self.remediator.ledger.runs(since=start)
+        except OpsmindError:
+            return {}
+        return own_changes(runs, series, start, at + rca.search_s + rca.window_s)
+
+    def _capacity_metrics(self) -> dict[str, list[str]]:
+        """Each configured service's capacity metrics (its ``cpu`` and ``memory`` roles, by default the metrics of
+        those names)."""
+        out = {}
+        for svc in self.settings.services:
+            roles = svc.roles or {r: r for r in CAPACITY_ROLES}
+            out[svc.name] = [roles[r] for r in CAPACITY_ROLES if r in roles]
+        return out
+
     def _mark_stale(self, now: float, errors: list[str]) -> int:
         limit = self.settings.engine.stale_after_s
         for info in self._series.values():

@@ -1,8 +1,14 @@
-"""Root-cause analysis of an incident over the stored samples of every configured service."""
+"""Root-cause analysis of an incident over the stored samples of every configured service.
+
+opsmind's own remediation changes what it measures: scaling a service out adds its new replicas' CPU and memory
+to the service's totals. So the capacity metrics (roles ``cpu`` and ``memory``) of a service whose replica count a
+remediation run changed are left out of the analysis from the moment the run started (``changed``), and the
+result says so; otherwise the next incident's analysis can blame the scale-out that answered it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +18,9 @@ from opsmind.core.graph import CallGraph
 from opsmind.rca import RcaResult, RcaSettings, analyze
 from opsmind.store import Store
 
-__all__ = ["incident_rca", "service_frames"]
+__all__ = ["CAPACITY_ROLES", "incident_rca", "own_changes", "service_frames"]
+
+CAPACITY_ROLES = ("cpu", "memory")  # summed over replicas: a scale-out moves them
 
 
 def service_frames(store: Store, tenant: str, series: Mapping[str, Mapping[str, int]], start: float,
@@ -33,18 +41,66 @@ def service_frames(store: Store, tenant: str, series: Mapping[str, Mapping[str, 
     return out
 
 
+def own_changes(runs: Iterable[Any], services: Iterable[str], start: float = -math.inf,
+                end: float = math.inf) -> dict[str, tuple[float, str]]:
+    """``{service: (start time, playbook)}`` of the earliest remediation run (a
+    :class:`~opsmind.remediate.RunRecord`) that started in ``[start, end]`` and changed a replica count (not a dry
+    run; an outcome with ``changed`` and ``replicas`` before it) on each service. Restarts and other actions are
+    not counted: they do not add capacity, and a restart's effect (memory dropping back) is the evidence of what
+    it fixed. A target names a service directly or as the last part of a path (``shop/frontend``)."""
+    names = set(services)
+    out: dict[str, tuple[float, str]] = {}
+    for run in runs:
+        if run.dry_run or run.started_at is None or not start <= run.started_at <= end \
+                or not any(o.get("changed") and "replicas" in (o.get("before") or {}) for o in run.outcomes):
+            continue
+        for target in run.targets:
+            service = target if target in names else str(target).rsplit("/", 1)[-1]
+            if service in names and (service not in out or run.started_at < out[service][0]):
+                out[service] = (float(run.started_at), str(run.playbook))
+    return out
+
+
+def _without_capacity(frame: Frame, metrics: Sequence[str], since: float) -> Frame:
+    """``frame`` with the columns ``metrics`` missing (NaN) from ``since`` on."""
+    cols = [j for j, name in enumerate(frame.columns) if name in metrics]
+    late = frame.seconds() >= since
+    if not cols or not late.any():
+        return frame
+    values = frame.values.copy()
+    values[np.ix_(late, np.asarray(cols, dtype=np.intp))] = np.nan
+    return Frame(frame.timestamps, values, frame.columns, frame.name, frame.notes)
+
+
 def incident_rca(store: Store, tenant: str, series: Mapping[str, Mapping[str, int]], graph: CallGraph,
-                 at: float, settings: RcaSettings, *, margin_s: float = 120.0) -> tuple[str | None, dict[str, Any]]:
-    """The top-ranked service and the JSON form of the RCA result for an incident noticed at ``at``."""
+                 at: float, settings: RcaSettings, *, margin_s: float = 120.0,
+                 changed: Mapping[str, tuple[float, str]] | None = None,
+                 capacity: Mapping[str, Sequence[str]] | None = None) -> tuple[str | None, dict[str, Any]]:
+    """The top-ranked service and the JSON form of the RCA result for an incident noticed at ``at``.
+
+    ``changed`` (from :func:`own_changes`) and ``capacity`` (a service's capacity metric names; default
+    ``cpu`` and ``memory``): see the module docstring."""
     start = at - settings.search_s - settings.baseline_s - margin_s
     end = at + settings.search_s + settings.window_s + margin_s
     frames = service_frames(store, tenant, series, start, end)
     if not frames:
         return None, {"ranking": [], "notes": ["no stored samples around the incident"]}
+    notes = []
+    for service, (since, playbook) in sorted((changed or {}).items()):
+        frame = frames.get(service)
+        if frame is None or not start <= since <= end:
+            continue
+        metrics = list((capacity or {}).get(service, CAPACITY_ROLES))
+        frames[service] = _without_capacity(frame, metrics, since)
+        if frames[service] is not frame:
+            notes.append(f"{service}: {', '.join(m for m in metrics if m in frame.columns)} left out from "
+                         f"{since:.0f} (Unix s): opsmind's playbook {playbook} acted on it then")
     result: RcaResult = analyze(frames, at=at, topology=graph if graph else None, settings=settings)
     top = _top(result.ranking)
     payload = result.to_dict(top=5)
     payload["at"] = at
+    if notes:
+        payload["notes"] = list(payload.get("notes", [])) + notes
     return top, payload
 
 
