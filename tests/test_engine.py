@@ -472,6 +472,7 @@ def test_configured_services_without_a_source_are_analysed_from_pushed_samples(t
             assert client.post("/api/v1/ingest", json=body).status_code == 200
 
         engine = Engine(settings, store)
+        engine.run_cycle(float(times[0]) - 60.0)  # a cycle before anything was pushed
         push(0, 800)
         first = engine.run_cycle(float(times[799]))
         push(800, 860)
@@ -488,14 +489,19 @@ def test_rca_leaves_out_the_capacity_metrics_of_a_service_opsmind_scaled(tmp_pat
     from opsmind.engine.rca import incident_rca, own_changes
     from opsmind.rca import RcaSettings
 
-    def run(target: str, started: float, before: dict[str, Any], changed: bool = True, dry: bool = False) -> Any:
-        return SimpleNamespace(dry_run=dry, started_at=started, targets=[target], playbook="pb",
-                               outcomes=[{"changed": changed, "before": before}])
+    def outcome(target: str, before: dict[str, Any], changed: bool = True, dry: bool = False) -> dict[str, Any]:
+        return {"target": target, "changed": changed, "dry_run": dry, "before": before}
 
-    runs = [run("shop/web", 500.0, {"replicas": 2}), run("web", 100.0, {"replicas": 2}, dry=True),
-            run("db", 50.0, {"restarted_at": None}), run("web", 10.0, {"replicas": 3}, changed=False),
-            run("web", 5000.0, {"replicas": 2})]
-    assert own_changes(runs, ["web", "db"], 0.0, 1000.0) == {"web": (500.0, "pb")}  # scale-outs in the window only
+    def run(started: float, *outcomes: dict[str, Any], playbook: str = "pb") -> Any:
+        return SimpleNamespace(dry_run=False, started_at=started, playbook=playbook, outcomes=list(outcomes),
+                               targets=[o["target"] for o in outcomes])
+
+    runs = [run(500.0, outcome("shop/web-deploy", {"replicas": 2}), outcome("db", {"restarted_at": None})),
+            run(100.0, outcome("web", {"replicas": 2}, dry=True)), run(10.0, outcome("web", {"replicas": 3}, False)),
+            run(5000.0, outcome("web", {"replicas": 2})), run(700.0, outcome("prod/db", {"replicas": 1}), playbook="x")]
+    targets = {"web": "web", "db": "db", "shop/web-deploy": "web"}  # a Deployment named unlike its service
+    # replica changes in the window only; the restart in the same run as a scale-out is not one
+    assert own_changes(runs, targets, 0.0, 1000.0) == {"web": (500.0, "pb"), "db": (700.0, "x")}
 
     t = T0 + 60.0 * np.arange(150)
     rng = np.random.default_rng(5)

@@ -166,6 +166,12 @@ def test_an_incident_alert_keeps_its_labels_when_its_root_cause_is_found_and_ser
     assert later.labels == first.labels and later.fingerprint == first.fingerprint
     assert first.labels["service"] == "payment" and later.annotations["root_cause"] == "shipping"
     assert "root cause shipping" in later.annotations["description"]
+    # the opening alert resolves and, while another alert keeps the incident active, fires again: it keeps its place
+    c.add(Alert(labels={"alertname": "HighLatency", "service": "payment", "severity": "warning"}, starts_at=T0,
+                ends_at=T0 + 120, status="resolved"), at=T0 + 120)
+    c.add(alert("ErrorRate", "checkout", T0 + 600), at=T0 + 600)
+    again = c.add(alert("HighLatency", "payment", T0 + 800, severity="warning"), at=T0 + 800)  # a new episode
+    assert again is inc and incident_alert(inc, tenant="t", base_url="").labels == first.labels
 
 
 def test_priority_reflects_severity_blast_radius_and_slo() -> None:

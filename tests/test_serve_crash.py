@@ -228,11 +228,14 @@ def post(client: httpx.Client, url: str, batch: Batch, remote_write: bool) -> ht
 
 class Sender(threading.Thread):
     """Posts ``batches[start:]`` in order, a little apart, JSON and remote write in turns; stops at the first
-    failure. ``acked`` are the indexes answered 200/204."""
+    failure. ``acked`` are the indexes answered 200/204. After ``slow_after`` acknowledged batches it sends one
+    every ``slow_pause_s``, so a loaded machine cannot finish the stream before the test kills the server."""
 
-    def __init__(self, url: str, batches: list[Batch], start: int = 0, pause_s: float = 0.1) -> None:
+    def __init__(self, url: str, batches: list[Batch], start: int = 0, pause_s: float = 0.1,
+                 slow_after: int | None = None, slow_pause_s: float = 0.5) -> None:
         super().__init__(name="sender", daemon=True)
         self.url, self.batches, self.first, self.pause_s = url, batches, start, pause_s
+        self.slow_after, self.slow_pause_s = slow_after, slow_pause_s
         self.acked: list[int] = []
         self.failed: str | None = None
 
@@ -248,7 +251,8 @@ class Sender(threading.Thread):
                     self.failed = f"batch {i}: HTTP {answer.status_code} {answer.text[:200]}"
                     return
                 self.acked.append(i)
-                time.sleep(self.pause_s)
+                slow = self.slow_after is not None and len(self.acked) >= self.slow_after
+                time.sleep(self.slow_pause_s if slow else self.pause_s)
 
 
 # ---- what the receiver and the store hold --------------------------------------------------------------------
@@ -374,7 +378,7 @@ def test_kill_9_of_serve_during_ingest_then_restart_loses_and_duplicates_nothing
     assert notified and max(notified.values()) == 1, messages(slack)
 
     # phase 2: stream catalog batches and kill -9 the process (engine and API) while it takes them
-    sender = Sender(serve.url, stream)
+    sender = Sender(serve.url, stream, slow_after=KILL_AFTER)
     sender.start()
     wait_for(f"{KILL_AFTER} acknowledged batches while the engine works on the streamed series",
              lambda: len(sender.acked) >= KILL_AFTER and engine_status(serve.url)["series"] > 3, serve)

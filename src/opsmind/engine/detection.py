@@ -17,7 +17,10 @@ the threshold (a probability that stays raised but below the threshold does not 
 
 from __future__ import annotations
 
+import os
 import pickle
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +30,16 @@ import numpy as np
 from opsmind.core import FloatArray
 from opsmind.detect import DETECTORS, Detector, Thresholder
 
-__all__ = ["DetectResult", "DetectTask", "Finding", "OpenAlert", "SeriesModel", "ThresholdSettings", "detect_series"]
+__all__ = [
+    "DetectResult",
+    "DetectTask",
+    "Finding",
+    "OpenAlert",
+    "SeriesModel",
+    "ThresholdSettings",
+    "detect_series",
+    "exit_with_parent",
+]
 
 PROTECT = 0.9  # a sample scored at or above this is not learned...
 MAX_PROTECTED = 40  # ...unless this many samples in a row were protected
@@ -208,3 +220,16 @@ def _score(model: SeriesModel, ts: FloatArray, values: FloatArray, task: DetectT
             if len(hist_t) > 32:
                 del hist_t[0], hist_v[0]
     return out
+
+
+def exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """Run in each worker of the process pool: exit once the engine's process is gone. A pool shut down by the
+    engine ends its workers itself, but after a ``kill -9`` a worker would wait on its task queue forever (it holds
+    both ends of the queue's pipe, so it never reads an end of file)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="opsmind-parent-watch", daemon=True).start()

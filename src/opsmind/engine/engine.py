@@ -51,10 +51,18 @@ from opsmind.core import ConfigError, OpsmindError, SourceError
 from opsmind.core.alerts import Alert
 from opsmind.detect.calibration import calibrated_threshold
 from opsmind.engine.alerts import anomaly_alert, incident_alert
-from opsmind.engine.detection import DetectResult, DetectTask, OpenAlert, SeriesModel, ThresholdSettings, detect_series
+from opsmind.engine.detection import (
+    DetectResult,
+    DetectTask,
+    OpenAlert,
+    SeriesModel,
+    ThresholdSettings,
+    detect_series,
+    exit_with_parent,
+)
 from opsmind.engine.incidents import IncidentService
 from opsmind.engine.jobs import Jobs
-from opsmind.engine.rca import CAPACITY_ROLES, incident_rca, own_changes
+from opsmind.engine.rca import CAPACITY_ROLES, analysis_window, incident_rca, own_changes
 from opsmind.engine.remediation import RemediationLoop, anomaly_event, build_remediator
 from opsmind.engine.sources import PullSource, ScrapeSource
 from opsmind.rca.frames import parse_series_name
@@ -134,20 +142,7 @@ def make_executor(settings: Settings) -> Executor:
         return executor
     # spawn: the engine runs beside the API's threads, and forking a threaded process is unsafe
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_exit_with_parent, initargs=(os.getpid(),))
-
-
-def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
-    """Run in each worker of the process pool: exit once the engine's process is gone. A pool shut down by the
-    engine ends its workers itself, but after a ``kill -9`` a worker would wait on its task queue forever (it holds
-    both ends of the queue's pipe, so it never reads an end of file)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every_s)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="opsmind-parent-watch", daemon=True).start()
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
 
 
 def _threshold_settings(settings: Settings) -> ThresholdSettings:
@@ -391,11 +386,18 @@ class Engine:
                     info.stale = rec.stale_since is not None
                     info.pushed = not self._sources  # nothing to pull from: its samples come through the API
                     self._load_state(info)
-        for sid in sorted(self.incidents.firing_series(self.tenant, "OpsmindAnomaly") - set(self._series)):
+        try:
+            firing = self.incidents.firing_series(self.tenant, "OpsmindAnomaly")
+        except OpsmindError as exc:
+            log.warning("pushed series with open alerts not restored: %s", exc)
+            firing = set()
+        for sid in sorted(firing - set(self._series)):
             try:
                 self._adopt_pushed(self.store.series.get(self.tenant, sid))
             except NotFoundError:  # deleted since
                 continue
+            except (OpsmindError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+                log.warning("pushed series %s not restored (it is picked up when it sends samples): %s", sid, exc)
         self._restored = True
 
     def _register(self, service: str, metric: str, sid: int, labels: dict[str, str], selector: str) -> _Series:
@@ -508,12 +510,27 @@ class Engine:
 
     # -- pushed series -------------------------------------------------------------------------------------------
     def _adopt_pushed(self, rec: SeriesRecord) -> _Series:
-        """Start tracking a series that only the API writes, with its stored detector state."""
-        info = _Series(rec.id, rec.service or "unknown", rec.name, dict(rec.labels), rec.selector, pushed=True)
+        """Start tracking a series that only the API writes, with its stored detector state. A series of a
+        configured service and metric (stored under the metric's key, e.g. ``rate``) counts as that service's."""
+        service = rec.service or "unknown"
+        if any(s.name == service and rec.name in s.metrics for s in self.settings.services):
+            info = self._register(service, rec.name, rec.id, rec.labels, rec.selector)
+            info.pushed = True
+        else:
+            info = _Series(rec.id, service, rec.name, dict(rec.labels), rec.selector, pushed=True)
+            self._series[rec.id] = info
         info.stale = rec.stale_since is not None
-        self._series[rec.id] = info
-        self._load_state(info)
+        try:
+            self._load_state(info)
+        except Exception:
+            self._forget(rec.id)
+            raise
         return info
+
+    def _forget(self, sid: int) -> None:
+        info = self._series.pop(sid, None)
+        if info is not None and sid in self._by_query.get((info.service, info.metric), []):
+            self._by_query[(info.service, info.metric)].remove(sid)
 
     def _pushed(self, now: float, exclude: set[int], errors: list[str]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """New samples of series that only the API writes (see the module docstring): the series whose newest
@@ -725,13 +742,16 @@ class Engine:
         """What the remediator did to the services around ``at`` (see :func:`opsmind.engine.rca.own_changes`)."""
         if self.remediator is None:
             return {}
-        rca = self.settings.engine.rca
-        start = at - rca.search_s - rca.baseline_s
+        start, end = analysis_window(at, self.settings.engine.rca)
         try:
             runs = self.remediator.ledger.runs(since=start)
         except OpsmindError:
             return {}
-        return own_changes(runs, series, start, at + rca.search_s + rca.window_s)
+        targets = {name: name for name in series}
+        for svc in self.settings.services:
+            if svc.deployment:
+                targets[svc.deployment] = svc.name
+        return own_changes(runs, targets, start, end)
 
     def _capacity_metrics(self) -> dict[str, list[str]]:
         """Each configured service's capacity metrics (its ``cpu`` and ``memory`` roles, by default the metrics of

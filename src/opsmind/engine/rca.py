@@ -18,7 +18,7 @@ from opsmind.core.graph import CallGraph
 from opsmind.rca import RcaResult, RcaSettings, analyze
 from opsmind.store import Store
 
-__all__ = ["CAPACITY_ROLES", "incident_rca", "own_changes", "service_frames"]
+__all__ = ["CAPACITY_ROLES", "analysis_window", "incident_rca", "own_changes", "service_frames"]
 
 CAPACITY_ROLES = ("cpu", "memory")  # summed over replicas: a scale-out moves them
 
@@ -41,22 +41,24 @@ def service_frames(store: Store, tenant: str, series: Mapping[str, Mapping[str, 
     return out
 
 
-def own_changes(runs: Iterable[Any], services: Iterable[str], start: float = -math.inf,
+def own_changes(runs: Iterable[Any], targets: Mapping[str, str], start: float = -math.inf,
                 end: float = math.inf) -> dict[str, tuple[float, str]]:
     """``{service: (start time, playbook)}`` of the earliest remediation run (a
-    :class:`~opsmind.remediate.RunRecord`) that started in ``[start, end]`` and changed a replica count (not a dry
-    run; an outcome with ``changed`` and ``replicas`` before it) on each service. Restarts and other actions are
-    not counted: they do not add capacity, and a restart's effect (memory dropping back) is the evidence of what
-    it fixed. A target names a service directly or as the last part of a path (``shop/frontend``)."""
-    names = set(services)
+    :class:`~opsmind.remediate.RunRecord`) that started in ``[start, end]`` and changed a replica count (an
+    outcome, not a dry run, with ``changed`` and ``replicas`` before it) on each service. Restarts and other
+    actions are not counted: they do not add capacity, and a restart's effect (memory dropping back) is the
+    evidence of what it fixed. ``targets`` maps an action's target (a service name, a Deployment
+    ``namespace/name``) to its service; a target not in it is tried by its last path part (``shop/frontend``)."""
     out: dict[str, tuple[float, str]] = {}
     for run in runs:
-        if run.dry_run or run.started_at is None or not start <= run.started_at <= end \
-                or not any(o.get("changed") and "replicas" in (o.get("before") or {}) for o in run.outcomes):
+        if run.started_at is None or not start <= run.started_at <= end:
             continue
-        for target in run.targets:
-            service = target if target in names else str(target).rsplit("/", 1)[-1]
-            if service in names and (service not in out or run.started_at < out[service][0]):
+        for o in run.outcomes:
+            if o.get("dry_run", run.dry_run) or not o.get("changed") or "replicas" not in (o.get("before") or {}):
+                continue
+            target = str(o.get("target", ""))
+            service = targets.get(target) or targets.get(target.rsplit("/", 1)[-1])
+            if service is not None and (service not in out or run.started_at < out[service][0]):
                 out[service] = (float(run.started_at), str(run.playbook))
     return out
 
@@ -72,6 +74,13 @@ def _without_capacity(frame: Frame, metrics: Sequence[str], since: float) -> Fra
     return Frame(frame.timestamps, values, frame.columns, frame.name, frame.notes)
 
 
+def analysis_window(at: float, settings: RcaSettings, margin_s: float = 120.0) -> tuple[float, float]:
+    """The samples an incident noticed at ``at`` is analysed on: the normal window, the search window around
+    ``at`` and the anomalous window, with ``margin_s`` on both sides."""
+    return (at - settings.search_s - settings.baseline_s - margin_s,
+            at + settings.search_s + settings.window_s + margin_s)
+
+
 def incident_rca(store: Store, tenant: str, series: Mapping[str, Mapping[str, int]], graph: CallGraph,
                  at: float, settings: RcaSettings, *, margin_s: float = 120.0,
                  changed: Mapping[str, tuple[float, str]] | None = None,
@@ -80,8 +89,7 @@ def incident_rca(store: Store, tenant: str, series: Mapping[str, Mapping[str, in
 
     ``changed`` (from :func:`own_changes`) and ``capacity`` (a service's capacity metric names; default
     ``cpu`` and ``memory``): see the module docstring."""
-    start = at - settings.search_s - settings.baseline_s - margin_s
-    end = at + settings.search_s + settings.window_s + margin_s
+    start, end = analysis_window(at, settings, margin_s)
     frames = service_frames(store, tenant, series, start, end)
     if not frames:
         return None, {"ranking": [], "notes": ["no stored samples around the incident"]}

@@ -159,7 +159,9 @@ class IncidentCorrelator:
             target = Incident(id=self._new_id(fp, alert.starts_at), started_at=alert.starts_at, last_activity=now)
             target.evidence.append(f"opened by {alert.name} on {service or '?'}")
             self.incidents.append(target)
-        target.alerts[fp] = TrackedAlert(alert, service, now, now)
+        old = target.alerts.get(fp)  # a new episode rejoining its incident keeps its place (first seen, repeats)
+        target.alerts[fp] = TrackedAlert(alert, service, now, now) if old is None else \
+            TrackedAlert(alert, service, old.first_seen, now, old.repeats + 1)
         if service:
             target.services.add(service)
         target.started_at = min(target.started_at, alert.starts_at)

@@ -149,10 +149,10 @@ async function countPendingRuns() {
 /** The server's clock (the demo's is simulated time), so "5m ago" counts from the server's now. */
 async function syncClock() {
   try {
-    const res = await fetch("/api/v1/health", { cache: "no-store" });
+    const res = await fetch("/api/v1/health", { cache: "no-store", signal: AbortSignal.timeout(2000) });
     if (res.ok) setServerTime((await res.json()).time);
   } catch {
-    // offline: keep the last offset; the live indicator says so
+    // offline or slow (2 s at most, so the page never waits longer): keep the last offset
   }
 }
 
