@@ -21,8 +21,9 @@ largest novelty seen), about 0.94 at twice that. Deciding what to alert on is th
 Defaults: novelty at two scales (8-point windows of the raw series, and of a 4-row moving mean: 32 rows), whose
 reference novelty keeps calibrating for 750 rows (2.6 days at a 5-minute step), a second 4-row novelty that
 searches 3000 of its own downsampled points (12000 rows, 42 days at a 5-minute step; ARTime-style downsampling,
-as costly per row as the 3000-row member), plus the excess over the range of the last 3000 rows (the novelty's
-own look-back), all with a 300-row warm-up. Paired with the default thresholder, which suppresses repeats for
+as costly per row as the 3000-row member, but it keeps 12000 rows: a series' saved state grows from about 105 KB
+to about 220 KB), plus the excess over the range of the last 3000 rows (the novelty's own look-back), all with a
+300-row warm-up. Paired with the default thresholder, which suppresses repeats for
 8 hours (100 rows at the common 5-minute step) and re-arms only once the probability has fallen below 0.2, on NAB
 this configuration scores what ``opsmind bench nab`` prints.
 
