@@ -10,6 +10,8 @@ through a power loss, at a cost in write speed. PostgreSQL is reached through ps
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,6 +88,23 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _wal(cur: Any, wait_s: float) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while the file is locked: switching a new database to WAL takes an
+    exclusive lock, and SQLite answers "database is locked" at once, without its busy timeout, to a connection
+    that asks while another one is switching it (several processes opening a new store together)."""
+    deadline = time.monotonic() + wait_s
+    pause = 0.01
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.2)
+
+
 class Database:
     """An engine and its session factories; :meth:`writer` and :meth:`reader` give transactions."""
 
@@ -129,7 +148,7 @@ class Database:
             dbapi_conn.isolation_level = None  # SQLAlchemy, not the sqlite3 module, decides when to BEGIN
             cur = dbapi_conn.cursor()
             if not memory:
-                cur.execute("PRAGMA journal_mode=WAL")
+                _wal(cur, s.busy_timeout_s)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute(f"PRAGMA synchronous={s.sqlite_synchronous}")
