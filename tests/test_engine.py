@@ -154,6 +154,17 @@ def _series(n: int, seed: int) -> np.ndarray:
     return 10.0 + np.sin(np.arange(n) * 2 * np.pi / 96) + rng.normal(0, 0.1, n)
 
 
+def _ingest(client: Any, name: str, series: dict[str, tuple[dict[str, str], FloatArray]], times: FloatArray,
+            lo: int, hi: int) -> None:
+    """POST rows ``lo:hi`` of each ``{key: (labels, values)}`` series (metric ``name``) to ``/api/v1/ingest``, in
+    that order (so the first gets the lowest id when new)."""
+    body = {"series": [{"name": name, "labels": labels,
+                        "samples": [[float(t), float(v)] for t, v in zip(times[lo:hi], x[lo:hi], strict=True)]}
+                       for labels, x in series.values()]}
+    response = client.post("/api/v1/ingest", json=body)
+    assert response.status_code == 200, response.text
+
+
 def _state_summary(service: str | None, state: bytes, t_next: float) -> tuple[str | None, float | None, int, float]:
     """What a stored detector state knows: last scored time, samples seen, and its score of a new sample."""
     model = pickle.loads(state)
@@ -406,12 +417,8 @@ def test_series_pushed_through_the_api_are_detected_too(tmp_path: Path) -> None:
     })  # no configured service: the engine pulls nothing itself
 
     def push(client: TestClient, lo: int, hi: int) -> None:
-        body = {"series": [{"name": "queue_depth", "labels": {"service": svc, "queue": "orders"},
-                            "samples": [[float(t), float(v)] for t, v in zip(times[lo:hi], values[svc][lo:hi],
-                                                                             strict=True)]}
-                           for svc in ("a", "b")]}
-        response = client.post("/api/v1/ingest", json=body)
-        assert response.status_code == 200, response.text
+        _ingest(client, "queue_depth", {svc: ({"service": svc, "queue": "orders"}, values[svc]) for svc in ("a", "b")},
+                times, lo, hi)
 
     with Store.open(settings.store) as store, TestClient(create_app(settings, store=store)) as client:
         engine = Engine(settings, store)
@@ -466,10 +473,7 @@ def test_configured_services_without_a_source_are_analysed_from_pushed_samples(t
     })
     with Store.open(settings.store) as store, TestClient(create_app(settings, store=store)) as client:
         def push(lo: int, hi: int) -> None:
-            body = {"series": [{"name": "depth", "service": "web", "labels": {"service": "web"},
-                                "samples": [[float(t), float(v)] for t, v in zip(times[lo:hi], values[lo:hi],
-                                                                                 strict=True)]}]}
-            assert client.post("/api/v1/ingest", json=body).status_code == 200
+            _ingest(client, "depth", {"web": ({"service": "web"}, values)}, times, lo, hi)
 
         engine = Engine(settings, store)
         engine.run_cycle(float(times[0]) - 60.0)  # a cycle before anything was pushed
@@ -549,11 +553,9 @@ def test_a_restart_keeps_the_open_alert_of_a_pushed_series_that_sends_nothing_ne
         "engine": {"scrape_interval_s": 60.0, "history_s": 86400.0, "executor": "thread", "workers": 1},
     })
     with Store.open(settings.store) as store, TestClient(create_app(settings, store=store)) as client:
-        def push(lo: int, hi: int) -> None:
-            body = {"series": [{"name": "queue_depth", "labels": {"service": svc},
-                                "samples": [[float(t), float(v)] for t, v in zip(times[lo:hi], x[lo:hi], strict=True)]}
-                               for svc, x in (("quiet", quiet), ("a", values))]}  # the quiet one gets the lower id
-            assert client.post("/api/v1/ingest", json=body).status_code == 200
+        def push(lo: int, hi: int) -> None:  # the quiet one gets the lower id
+            _ingest(client, "queue_depth", {"quiet": ({"service": "quiet"}, quiet), "a": ({"service": "a"}, values)},
+                    times, lo, hi)
 
         engine = Engine(settings, store)
         push(0, n_train)

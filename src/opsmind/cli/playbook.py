@@ -8,12 +8,13 @@ import time
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from opsmind.cli._store import ConfigOpt, DbOpt, TenantOpt, fail, open_store, settings_from
 from opsmind.core.errors import OpsmindError
 
 playbook_app = typer.Typer(help="Remediation playbooks: list, validate, test against an incident, approve, deny, "
@@ -27,31 +28,7 @@ class Format(StrEnum):
     json = "json"
 
 
-DbOpt = Annotated[str | None, typer.Option("--db", help="Store: a SQLite file or a database URL (default: the "
-                                           "configuration's store, else opsmind.db here).")]
-TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant (default: the configuration's).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="opsmind YAML configuration.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, or JSON on stdout.")]
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings(config: Path | None) -> Any:
-    from opsmind.config import load_settings
-
-    return load_settings(config)
-
-
-def _store(settings: Any, db: str | None) -> Any:
-    from opsmind.store import Store
-
-    if db is None:
-        return Store.open(settings.store)
-    url = db if "://" in db else f"sqlite:///{Path(db).resolve()}"
-    return Store.open(url)
 
 
 def load_executors(settings: Any, kinds: Iterable[str]) -> dict[str, Any]:
@@ -78,9 +55,9 @@ def list_(
     from opsmind.remediate.playbook import load_playbooks
 
     try:
-        pbs = load_playbooks(_playbook_paths(paths or [], _settings(config)))
+        pbs = load_playbooks(_playbook_paths(paths or [], settings_from(config)))
     except OpsmindError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if output is Format.json:
         typer.echo(json.dumps([p.model_dump(mode="json") for p in pbs], indent=2))
         return
@@ -124,19 +101,19 @@ def try_playbook(
     from opsmind.remediate import Event, Remediator, load_playbook, matches
 
     try:
-        settings = _settings(config)
+        settings = settings_from(config)
         pb = load_playbook(file)
-        with _store(settings, db) as store:
+        with open_store(settings, db) as store:
             t = tenant or settings.tenant
             event = Event.from_incident(store.incidents.get(t, incident))
             if not matches(pb, event):
-                _fail(f"playbook {pb.name} does not trigger on incident {incident} (trigger {pb.trigger.kind}: "
+                fail(f"playbook {pb.name} does not trigger on incident {incident} (trigger {pb.trigger.kind}: "
                       f"{pb.trigger.model_dump(exclude_none=True)})", 1)
             executors = load_executors(settings, [a.kind for a in pb.actions])
             rem = Remediator(settings, store, executors, playbooks=[pb], tenant=t, actor="cli")
             runs = rem.handle(event, time.time(), dry_run=True, force=True)
     except OpsmindError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     run = runs[0]
     if output is Format.json:
         typer.echo(json.dumps(run.model_dump(mode="json"), indent=2))
@@ -156,12 +133,12 @@ def _decide(verb: str, run_id: str, actor: str, reason: str | None, db: str | No
     from opsmind.remediate.ledger import approve, deny
 
     try:
-        settings = _settings(config)
-        with _store(settings, db) as store:
+        settings = settings_from(config)
+        with open_store(settings, db) as store:
             fn = approve if verb == "approve" else deny
             rec = fn(store, tenant or settings.tenant, run_id, actor=actor, at=time.time(), reason=reason)
     except OpsmindError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     typer.echo(f"{rec.run_id}: {rec.status} by {actor} ({rec.playbook} on {rec.event_key})")
 
 
@@ -193,11 +170,11 @@ def runs(db: DbOpt = None, tenant: TenantOpt = None, config: ConfigOpt = None,
     from opsmind.remediate.ledger import Ledger
 
     try:
-        settings = _settings(config)
-        with _store(settings, db) as store:
+        settings = settings_from(config)
+        with open_store(settings, db) as store:
             recs = [r for r in Ledger(store, tenant or settings.tenant).runs() if status in (None, r.status)]
     except OpsmindError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if output is Format.json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in recs], indent=2))
         return
@@ -214,13 +191,13 @@ def audit(db: DbOpt = None, tenant: TenantOpt = None, config: ConfigOpt = None,
           output: FormatOpt = Format.table) -> None:
     """The remediation audit log, newest first: who, what, when, why, result."""
     try:
-        settings = _settings(config)
-        with _store(settings, db) as store:
+        settings = settings_from(config)
+        with open_store(settings, db) as store:
             rows = [r for r in store.audit.list(tenant or settings.tenant, limit=100_000)
                     if r.action.startswith("remediation.")
                     and (run is None or r.target == run or (r.details or {}).get("run_id") == run)][:limit]
     except OpsmindError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if output is Format.json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return

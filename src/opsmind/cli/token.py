@@ -11,13 +11,15 @@ import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from opsmind.core.errors import OpsmindError
+from opsmind.cli._store import ConfigOpt, DbOpt, TenantOpt, fail, open_store, settings_from
+from opsmind.core.errors import ConfigError, OpsmindError
+from opsmind.sources.timeparse import parse_duration
 
 token_app = typer.Typer(help="API tokens: create (the secret is shown once), list, revoke.", no_args_is_help=True)
 
@@ -30,48 +32,27 @@ class ScopeName(StrEnum):
     admin = "admin"
 
 
-DbOpt = Annotated[str | None, typer.Option("--db", help="Store: a SQLite file or a database URL (default: the "
-                                           "configuration's store, else opsmind.db here).")]
-TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant (default: the configuration's).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="opsmind YAML configuration.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
+def _lifetime(text: str) -> float:
+    """Seconds in ``--expires-in`` (``90s``, ``15m``, ``12h``, ``30d``, ``2w``, ``1h30m`` or a bare number).
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``90s``, ``15m``, ``12h``, ``30d``, ``2w`` (or a bare number of seconds).
-
-    >>> parse_duration("30d"), parse_duration("90")
+    >>> _lifetime("30d"), _lifetime("90")
     (2592000.0, 90.0)
     """
-    t = text.strip().lower()
-    unit = _UNITS.get(t[-1:])
-    number = t[:-1] if unit is not None else t
     try:
-        value = float(number) * (unit or 1.0)
-    except ValueError:
+        value = parse_duration(text.strip().lower())
+    except ConfigError:
         raise typer.BadParameter(f"{text!r} is not a duration (e.g. 90s, 15m, 12h, 30d, 2w)") from None
-    if not value > 0 or value == float("inf"):
+    if not 0 < value < float("inf"):
         raise typer.BadParameter(f"{text!r}: a duration must be positive")
     return value
 
 
 def _open(config: Path | None, db: str | None, tenant: str | None) -> tuple[Any, str]:
-    from opsmind.config import load_settings
-    from opsmind.store import Store
-
-    settings = load_settings(config)
-    if db is None:
-        store = Store.open(settings.store)
-    else:
-        store = Store.open(db if "://" in db else f"sqlite:///{Path(db).resolve()}")
-    return store, tenant or settings.tenant
+    settings = settings_from(config)
+    return open_store(settings, db), tenant or settings.tenant
 
 
 def _when(ts: float | None) -> str:
@@ -89,7 +70,7 @@ def create(
 ) -> None:
     """Create a token and print its secret (shown this once)."""
     scopes = [s.value for s in (scope or [ScopeName.read])]
-    lifetime = parse_duration(expires_in) if expires_in is not None else None
+    lifetime = _lifetime(expires_in) if expires_in is not None else None
     try:
         store, t = _open(config, db, tenant)
         with store:
@@ -97,7 +78,7 @@ def create(
             record, secret = store.tokens.create(t, name, scopes,
                                                  expires_at=None if lifetime is None else time.time() + lifetime)
     except OpsmindError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps({**record.model_dump(mode="json"), "secret": secret}, sort_keys=True))
         return
@@ -115,7 +96,7 @@ def list_(tenant: TenantOpt = None, config: ConfigOpt = None, db: DbOpt = None, 
         with store:
             tokens = store.tokens.list(t)
     except OpsmindError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in tokens], sort_keys=True))
         return
@@ -140,5 +121,5 @@ def revoke(token_id: Annotated[int, typer.Argument(help="Token id (from `opsmind
         with store:
             record = store.tokens.revoke(t, token_id)
     except OpsmindError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(f"revoked token {record.id} ({record.name}) of tenant {record.tenant} at {_when(record.revoked_at)}")

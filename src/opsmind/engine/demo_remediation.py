@@ -71,6 +71,22 @@ class _SimExecutor:
                               f"{', '.join(self.system.topology.names)}") from None
         return target
 
+    def _checked(self, target: str, action: Mapping[str, Any], allowed: set[str]) -> str:
+        """The simulated service ``target``, once ``action`` has no parameter outside ``allowed``."""
+        service = self._service(target)
+        extra = set(action) - allowed - {"run_id", "at"}
+        if extra:
+            raise ConfigError(f"{self.kind} on {target}: action.{sorted(extra)[0]}: Extra inputs are not permitted")
+        return service
+
+    def _once(self, plan: Plan, act: Callable[[], Outcome]) -> Outcome:
+        """``act()``'s outcome, acted on once per plan: executing the same plan again returns the first outcome."""
+        key = plan_key(plan)
+        with self._lock:
+            if key not in self._done:
+                self._done[key] = act()
+            return self._done[key]
+
     def _memory(self, target: str) -> float | None:
         snap = self.system.snapshot
         return None if snap is None else float(snap.memory_bytes[snap.names.index(target)])
@@ -83,10 +99,7 @@ class SimScale(_SimExecutor):
     kind = "sim.scale"
 
     def plan(self, target: str, action: Mapping[str, Any]) -> Plan:
-        service = self._service(target)
-        extra = set(action) - {"replicas", "run_id", "at"}
-        if extra:
-            raise ConfigError(f"sim.scale on {target}: action.{sorted(extra)[0]}: Extra inputs are not permitted")
+        service = self._checked(target, action, {"replicas"})
         n = action.get("replicas")
         if isinstance(n, bool) or not isinstance(n, int | float) or int(n) != n or n < 1:
             raise ConfigError(f"sim.scale on {target}: action.replicas: must be a positive integer, got {n!r}")
@@ -97,20 +110,17 @@ class SimScale(_SimExecutor):
         before = {"replicas": self.system.replicas(plan.target)}
         if dry_run:
             return Outcome(plan, ok=True, dry_run=True, changed=False, before=before, message="dry run")
-        key = plan_key(plan)
-        with self._lock:
-            if key in self._done:
-                return self._done[key]
-            want = int(plan.action["replicas"])
+        want = int(plan.action["replicas"])
+
+        def act() -> Outcome:
             if before["replicas"] == want:
-                out = Outcome(plan, ok=True, dry_run=False, changed=False, before=before, after=before,
-                              message=f"{plan.target} already runs {want} replicas")
-            else:
-                self.system.set_replicas(plan.target, want)
-                out = Outcome(plan, ok=True, dry_run=False, changed=True, before=before, after={"replicas": want},
-                              message=f"{plan.target}: replicas {before['replicas']} -> {want}")
-            self._done[key] = out
-            return out
+                return Outcome(plan, ok=True, dry_run=False, changed=False, before=before, after=before,
+                               message=f"{plan.target} already runs {want} replicas")
+            self.system.set_replicas(plan.target, want)
+            return Outcome(plan, ok=True, dry_run=False, changed=True, before=before, after={"replicas": want},
+                           message=f"{plan.target}: replicas {before['replicas']} -> {want}")
+
+        return self._once(plan, act)
 
     def rollback(self, outcome: Outcome, dry_run: bool = True) -> Outcome:
         plan = outcome.plan
@@ -133,10 +143,7 @@ class SimRestart(_SimExecutor):
     kind = "sim.restart"
 
     def plan(self, target: str, action: Mapping[str, Any]) -> Plan:
-        service = self._service(target)
-        extra = set(action) - {"restart_s", "run_id", "at"}
-        if extra:
-            raise ConfigError(f"sim.restart on {target}: action.{sorted(extra)[0]}: Extra inputs are not permitted")
+        service = self._checked(target, action, {"restart_s"})
         restart_s = action.get("restart_s", 30.0)
         if isinstance(restart_s, bool) or not isinstance(restart_s, int | float) or not 0 <= restart_s <= 3600:
             raise ConfigError(f"sim.restart on {target}: action.restart_s: must be 0-3600 seconds, got {restart_s!r}")
@@ -148,16 +155,13 @@ class SimRestart(_SimExecutor):
         before = {"restarted_at": self.system.restarted_at(plan.target), "memory_bytes": self._memory(plan.target)}
         if dry_run:
             return Outcome(plan, ok=True, dry_run=True, changed=False, before=before, message="dry run")
-        key = plan_key(plan)
-        with self._lock:
-            if key in self._done:
-                return self._done[key]
+        def act() -> Outcome:
             at = float(self.clock())
             self.system.restart(plan.target, at, float(plan.action.get("restart_s", 30.0)))
-            out = Outcome(plan, ok=True, dry_run=False, changed=True, before=before, after={"restarted_at": at},
-                          message=f"{plan.target} restarted")
-            self._done[key] = out
-            return out
+            return Outcome(plan, ok=True, dry_run=False, changed=True, before=before, after={"restarted_at": at},
+                           message=f"{plan.target} restarted")
+
+        return self._once(plan, act)
 
     def rollback(self, outcome: Outcome, dry_run: bool = True) -> Outcome:
         if outcome.dry_run or not outcome.changed:
