@@ -9,7 +9,6 @@ without a reload, no console errors. Saves full-page screenshots to ``tests/arti
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from browser import Browser, screenshot
+from browser import browser as open_browser
 from opsmind.api.server import BackgroundServer
 from opsmind.config import ApiSettings, Settings
 from opsmind.core.alerts import Alert
@@ -28,20 +29,11 @@ from opsmind.rca.model import Cause, Evidence, Indicator, Onset, RcaResult
 from opsmind.store import Store
 from servers import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 TENANT = "default"
 SERVICES = ("checkout", "payments", "frontend", "inventory")
 STEP_S = 30.0
 HISTORY_S = 2 * 3600.0
-WAIT_MS = 20_000  # how long a wait for the page may take before the test fails (not a timing assertion)
 
-if not CHROMIUM.exists():
-    pytest.skip("headless Chromium not installed at /usr/bin/chromium (Debian package `chromium`)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
 uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is not installed")
 api_module = pytest.importorskip("opsmind.api", reason="opsmind.api (create_app) is not available")
 
@@ -167,34 +159,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Seede
     store.close()
 
 
-@dataclass
-class Browser:
-    page: Any
-    errors: list[str]
-    base: str
-
-    def open(self, route: str) -> Any:
-        self.page.goto(f"{self.base}/#{route}")
-        return self.page
-
-
 @pytest.fixture(scope="module")
 def browser(env: tuple[Store, Seeded, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            user_data_dir=str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 800}, color_scheme="dark")
-        context.set_default_timeout(WAIT_MS)
-        page = context.pages[0] if context.pages else context.new_page()
-        errors: list[str] = []
-        page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error"
-                else None)
-        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-        try:
-            yield Browser(page, errors, env[2])
-        finally:
-            context.close()
+    with open_browser(tmp_path_factory.mktemp("chromium-profile"), env[2], height=800) as b:
+        yield b
 
 
 def _no_errors(b: Browser) -> None:
@@ -213,7 +181,7 @@ def test_overview_shows_every_service_card(browser: Browser, tmp_path: Path) -> 
     assert "rate" in payments.locator(".metrics").inner_text().lower()
     page.wait_for_selector('.card[data-service="checkout"] .spark path.spark-line')
     page.wait_for_selector("#live[data-state=live]")
-    _screenshot(page, "dashboard.png", tmp_path)
+    screenshot(page, "dashboard.png", tmp_path)
     _no_errors(browser)
 
 
@@ -252,7 +220,7 @@ def test_series_chart_draws_samples_markers_and_forecast_bands(browser: Browser,
     tooltip = page.locator(".chart-wrap .tooltip")
     tooltip.wait_for(state="visible")
     assert "value" in tooltip.inner_text() or "forecast" in tooltip.inner_text()
-    _screenshot(page, "dashboard-series.png", tmp_path)
+    screenshot(page, "dashboard-series.png", tmp_path)
     _no_errors(browser)
 
 
@@ -271,7 +239,7 @@ def test_incident_detail_shows_the_root_cause_and_evidence(browser: Browser, env
     assert "latency_p95" in page.locator(".candidate.first .indicators").inner_text()
     assert "checkout calls payments" in page.locator(".evidence-lines").inner_text()
     assert page.locator("#alerts-title").inner_text() == "Alerts (2)"
-    _screenshot(page, "dashboard-incident.png", tmp_path)
+    screenshot(page, "dashboard-incident.png", tmp_path)
     _no_errors(browser)
 
 
@@ -455,15 +423,8 @@ def test_narrow_screen_keeps_every_view_usable(browser: Browser, env: tuple[Stor
             assert width <= 390, f"#{route} scrolls sideways on a phone ({width} px)"
         browser.open("/")
         page.wait_for_selector(".card[data-service] .spark path.spark-line")
-        _screenshot(page, "dashboard-narrow.png", tmp_path)
+        screenshot(page, "dashboard-narrow.png", tmp_path)
     finally:
         page.set_viewport_size({"width": 1280, "height": 800})
     _no_errors(browser)
 
-
-def _screenshot(page: Any, name: str, tmp_path: Path) -> None:
-    kept = tmp_path / name
-    page.screenshot(path=str(kept), full_page=True)
-    ARTIFACTS.mkdir(exist_ok=True)
-    shutil.copyfile(kept, ARTIFACTS / name)
-    assert kept.stat().st_size > 10_000

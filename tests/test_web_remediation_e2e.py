@@ -11,7 +11,6 @@ the test's folder). Screenshots go to ``tests/artifacts/remediation.png`` and ``
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from browser import Browser, screenshot
+from browser import browser as open_browser
 from opsmind.api.server import BackgroundServer
 from opsmind.config import Settings
 from opsmind.core.alerts import Alert
@@ -27,18 +28,9 @@ from opsmind.incidents.correlate import Incident, TrackedAlert
 from opsmind.remediate import Event, Ledger, Remediator
 from opsmind.store import Store
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 DOCS_PLAYBOOKS = Path(__file__).resolve().parent.parent / "docs" / "playbooks"
 TENANT = "default"
-WAIT_MS = 20_000  # how long a wait for the page may take before the test fails (not a timing assertion)
 
-if not CHROMIUM.exists():
-    pytest.skip("headless Chromium not installed at /usr/bin/chromium (Debian package `chromium`)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
 uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is not installed")
 
 from opsmind.api import create_app  # noqa: E402
@@ -152,43 +144,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     store.close()
 
 
-@dataclass
-class Browser:
-    page: Any
-    errors: list[str]
-    base: str
-
-    def open(self, route: str) -> Any:
-        self.page.goto(f"{self.base}/#{route}")
-        return self.page
-
-
 @pytest.fixture(scope="module")
 def browser(env: Env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            user_data_dir=str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 900}, color_scheme="dark")
-        context.set_default_timeout(WAIT_MS)
-        context.add_init_script(f"localStorage.setItem('opsmind.token', {env.token!r});")
-        page = context.pages[0] if context.pages else context.new_page()
-        errors: list[str] = []
-        page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error"
-                else None)
-        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-        try:
-            yield Browser(page, errors, env.base)
-        finally:
-            context.close()
+    token = f"localStorage.setItem('opsmind.token', {env.token!r});"
+    with open_browser(tmp_path_factory.mktemp("chromium-profile"), env.base, height=900, init_script=token) as b:
+        yield b
 
-
-def _screenshot(page: Any, name: str, tmp_path: Path) -> None:
-    kept = tmp_path / name
-    page.screenshot(path=str(kept), full_page=True)
-    ARTIFACTS.mkdir(exist_ok=True)
-    shutil.copyfile(kept, ARTIFACTS / name)
-    assert kept.stat().st_size > 10_000
 
 
 def test_the_remediation_view_lists_approvals_runs_playbooks_and_audit(browser: Browser, env: Env) -> None:
@@ -230,7 +191,7 @@ def test_a_pending_run_is_approved_and_another_denied_from_the_dashboard(browser
 
     page.locator(f'#runs details.run[data-run-id="{run_id}"] summary').click()
     page.locator(f'#runs details.run[data-run-id="{run_id}"] .guards').wait_for()
-    _screenshot(page, "remediation.png", tmp_path)  # one run approved, one still waiting
+    screenshot(page, "remediation.png", tmp_path)  # one run approved, one still waiting
 
     other = env.runs["deny"]
     page.locator(f'#approvals .approval[data-run-id="{other}"] button[data-action="deny"]').click()
@@ -280,7 +241,7 @@ def test_incident_page_suggests_playbooks_and_dry_runs_one(browser: Browser, env
     assert not (env.folder / "low-payments").exists()  # planned, never executed
     runs = Ledger(env.store, TENANT).runs()
     assert len(runs) == before + 1 and runs[0].status == "dry_run" and runs[0].event_key == f"incident:{env.incident}"
-    _screenshot(page, "remediation-incident.png", tmp_path)
+    screenshot(page, "remediation-incident.png", tmp_path)
     assert browser.errors == [], "\n".join(browser.errors)
 
 
