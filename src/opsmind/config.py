@@ -55,6 +55,11 @@ class SloConfig(_Model):
     window_s: float = Field(30 * 86400.0, gt=0, description="SLO window for the error budget, seconds.")
 
 
+# The metric each role names when a service sets no `roles` (the simulator's and `opsmind init`'s metric names).
+DEFAULT_ROLES: dict[str, str] = {"load": "rate", "errors": "errors", "latency": "latency", "cpu": "cpu",
+                                 "memory": "memory"}
+
+
 class ServiceConfig(_Model):
     """One service: the PromQL selectors of its metrics, its objectives and what it calls."""
 
@@ -77,6 +82,10 @@ class ServiceConfig(_Model):
         if not _NAME.match(v):
             raise ValueError("use letters, digits and _ . : - (at most 200 characters)")
         return v
+
+    def role_map(self) -> dict[str, str]:
+        """Role -> metric name: ``roles`` when set, else :data:`DEFAULT_ROLES`."""
+        return dict(self.roles) if self.roles else dict(DEFAULT_ROLES)
 
     @model_validator(mode="after")
     def _roles(self) -> ServiceConfig:

@@ -37,7 +37,7 @@ from opsmind.api.schemas import (
     ServiceHealth,
     UseValues,
 )
-from opsmind.config import ServiceConfig, Settings, SloConfig
+from opsmind.config import DEFAULT_ROLES, ServiceConfig, Settings, SloConfig
 from opsmind.store import (
     AnomalyRecord,
     ForecastRecord,
@@ -49,7 +49,6 @@ from opsmind.store import (
 )
 
 __all__ = [
-    "DEFAULT_ROLES",
     "ReadCache",
     "SeriesRefs",
     "anomalies_out",
@@ -73,7 +72,6 @@ INCIDENT_PENALTY = {"P1": 60.0, "P2": 40.0, "P3": 20.0, "P4": 5.0}
 ANOMALY_WEIGHT = 40.0
 SLO_PENALTY = 20.0
 #: Roles of a service that is not in the configuration: the metric with the role's name.
-DEFAULT_ROLES = {"load": "rate", "errors": "errors", "latency": "latency", "cpu": "cpu", "memory": "memory"}
 _SUMMED = ("load", "errors", "cpu", "memory")  # several series of one role add up; latency takes the worst
 
 
@@ -282,7 +280,7 @@ def service_health(store: Store, tenant: str, service: str, config: ServiceConfi
 
 
 def _roles(config: ServiceConfig | None) -> dict[str, str]:
-    return dict(config.roles) if config is not None and config.roles else dict(DEFAULT_ROLES)
+    return config.role_map() if config is not None else dict(DEFAULT_ROLES)
 
 
 def _health_of(store: Store, tenant: str, service: str, config: ServiceConfig | None, series: Sequence[SeriesRecord],

@@ -758,7 +758,7 @@ class Engine:
         those names)."""
         out = {}
         for svc in self.settings.services:
-            roles = svc.roles or {r: r for r in CAPACITY_ROLES}
+            roles = svc.role_map()
             out[svc.name] = [roles[r] for r in CAPACITY_ROLES if r in roles]
         return out
 
