@@ -725,3 +725,21 @@ def test_remediation_events_from_anomalies_and_capacity_breaches(tmp_path: Path)
         assert fc.key == f"forecast:db:rate:{int(T0 + 2400.0)}"  # stable: a restarted engine hands the same key
         again = loop.events(incidents=[], anomalies=[], store=store, tenant="default", load_metrics={}, now=T0 + 120)
         assert again == []  # each breach once
+
+
+def test_open_incidents_are_handed_out_as_snapshots(tmp_path: Path) -> None:
+    """The incident alert and the remediator read open incidents outside the service's lock while webhook alerts
+    keep arriving: what they were handed must not change under them."""
+    from opsmind.engine.incidents import IncidentService
+
+    settings = _settings(tmp_path / "snap.db")
+    with Store.open(settings.store) as store:
+        service = IncidentService(store, settings)
+        first = Alert(labels={"alertname": "HighLatency", "service": "frontend"}, starts_at=T0)
+        service.receive("default", [first], T0)
+        (snapshot,) = service.firing_incidents("default")
+        joining = Alert(labels={"alertname": "Errors", "service": "cart"}, starts_at=T0 + 30)
+        service.receive("default", [joining], T0 + 30)
+        (now,) = service.firing_incidents("default")
+        assert now.id == snapshot.id and len(now.alerts) == 2 and now.services == {"frontend", "cart"}
+        assert len(snapshot.alerts) == 1 and snapshot.services == {"frontend"}

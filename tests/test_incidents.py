@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opsmind.core import DataError
 from opsmind.core.alerts import Alert, fingerprint
@@ -246,3 +248,30 @@ def test_alertmanager_client_errors_are_one_line() -> None:
             Alertmanager(AlertmanagerSettings(url=srv.url, retries=2, backoff_s=0)) as am:
         assert am.alerts() == ([], [])
     assert httpx  # the client is httpx underneath
+
+
+_RANK = {"P4": 0, "P3": 1, "P2": 2, "P1": 3}
+_EVENT = st.tuples(st.sampled_from(["HighLatency", "Errors", "SLOBurnRateHigh", "PodRestarts"]),
+                   st.sampled_from(["frontend", "checkout", "catalog", "payment", "shipping", "ads", "ads-db",
+                                    "billing"]),  # billing is not in the call graph
+                   st.sampled_from(["info", "warning", "critical", "page"]),
+                   st.booleans(),  # resolved
+                   st.integers(min_value=0, max_value=900))  # seconds since the previous event
+
+
+@given(st.lists(_EVENT, min_size=1, max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_an_incidents_priority_never_falls(events: list[tuple[str, str, str, bool, int]]) -> None:
+    """docs/notifications.md promises that an incident's priority only rises (a changed severity label is an
+    escalation): joining, repeating, resolving, merging and re-opening alerts never lower it."""
+    c = IncidentCorrelator(CorrelatorSettings(window_s=600), graph=GRAPH)
+    seen: dict[str, int] = {}
+    t = T0
+    for name, service, severity, resolved, dt in events:
+        t += dt
+        a = alert(name, service, t - 60, severity=severity)
+        c.add(Alert(labels=a.labels, starts_at=a.starts_at, ends_at=t) if resolved else a, at=t)
+        for inc in c.incidents:
+            rank = _RANK[inc.priority]
+            assert rank >= seen.get(inc.id, 0), (inc.id, inc.priority, inc.evidence)
+            seen[inc.id] = rank

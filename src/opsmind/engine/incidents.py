@@ -122,9 +122,12 @@ class IncidentService:
         return records
 
     def firing_incidents(self, tenant: str) -> list[Incident]:
-        """Open incidents, highest priority first."""
+        """Copies of the open incidents, highest priority first: callers read them (alert labels, the remediator
+        in its own thread) while alerts keep arriving, so they get a snapshot taken under the lock."""
         with self._lock:
-            return self.correlator(tenant).open()
+            return [replace(inc, alerts={fp: replace(t) for fp, t in inc.alerts.items()},
+                            services=set(inc.services), evidence=list(inc.evidence))
+                    for inc in self.correlator(tenant).open()]
 
     def firing_series(self, tenant: str, alertname: str) -> set[int]:
         """Series ids (label ``series_id``) of the ``alertname`` alerts firing in the tenant's open incidents."""
