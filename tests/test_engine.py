@@ -743,3 +743,38 @@ def test_open_incidents_are_handed_out_as_snapshots(tmp_path: Path) -> None:
         (now,) = service.firing_incidents("default")
         assert now.id == snapshot.id and len(now.alerts) == 2 and now.services == {"frontend", "cart"}
         assert len(snapshot.alerts) == 1 and snapshot.services == {"frontend"}
+
+
+def test_pushed_counters_are_analysed_as_rates(tmp_path: Path) -> None:
+    """remote_write and JSON ingest carry counters (``*_total``) as running totals: the engine analyses their
+    per-second rate, so a process restart (a counter reset) is no anomaly and a surge in traffic is."""
+    from fastapi.testclient import TestClient
+
+    from opsmind.api import create_app
+
+    n_train, n = 800, 860
+    times = _times(n)
+    step = float(times[1] - times[0])
+    rng = np.random.default_rng(5)
+    rate = {"a": 10.0 + rng.normal(0, 0.3, n), "b": 10.0 + rng.normal(0, 0.3, n)}
+    rate["a"][n_train + 30] = 30.0  # a one-step surge in a's traffic
+    totals = {svc: np.cumsum(r * step) for svc, r in rate.items()}
+    totals["b"][n_train + 20:] -= totals["b"][n_train + 19]  # b restarts: its counter starts again from zero
+    settings = Settings.model_validate({
+        "store": {"url": f"sqlite:///{tmp_path / 'counters.db'}"}, "api": {"anonymous_scopes": ["read", "write"]},
+        "engine": {"scrape_interval_s": 60.0, "history_s": 86400.0, "executor": "thread", "workers": 1},
+    })
+    with Store.open(settings.store) as store, TestClient(create_app(settings, store=store)) as client:
+        engine = Engine(settings, store)
+        series = {svc: ({"service": svc}, totals[svc]) for svc in ("a", "b")}
+        _ingest(client, "http_requests_total", series, times, 0, n_train)
+        assert engine.run_cycle(float(times[n_train - 1])).errors == ()
+        _ingest(client, "http_requests_total", series, times, n_train, n)
+        report = engine.run_cycle(float(times[-1]))
+        assert report.errors == () and report.scored == 2 * (n - n_train)
+        ids = {s.service: s.id for s in store.series.list("default")}
+        flagged = store.anomalies.list("default", series_id=ids["a"])
+        assert float(times[n_train + 30]) in [a.ts for a in flagged]
+        assert any(a.evidence["value"] == pytest.approx(30.0) for a in flagged)  # the rate, not the total
+        assert store.anomalies.list("default", series_id=ids["b"]) == []
+        engine.stop()

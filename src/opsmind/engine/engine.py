@@ -26,7 +26,9 @@ One cycle (:meth:`Engine.run_cycle`):
 **Pushed series.** Series that arrive only through the API (``POST /api/v1/ingest``, remote write) are in the
 store but in no configured query. Each cycle the engine also looks for such series with samples newer than their
 last scored one (up to ``pushed_per_cycle`` series a cycle, in turns) and runs the same detection on them; their
-samples are already stored, so only anomalies and model state are written.
+samples are already stored, so only anomalies and model state are written. Counters by the Prometheus naming
+conventions (``*_total``, ``*_count``, ``*_sum``, ``*_bucket``) arrive as running totals: their per-second rate
+between consecutive samples (resets corrected) is what is analysed.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from opsmind.engine.incidents import IncidentService
 from opsmind.engine.jobs import Jobs
 from opsmind.engine.rca import CAPACITY_ROLES, analysis_window, incident_rca, own_changes
 from opsmind.engine.remediation import RemediationLoop, anomaly_event, build_remediator
-from opsmind.engine.sources import PullSource, ScrapeSource
+from opsmind.engine.sources import PullSource, ScrapeSource, counter_rate, is_counter
 from opsmind.rca.frames import parse_series_name
 from opsmind.remediate import Event, Remediator
 from opsmind.sources.prometheus import Prometheus
@@ -579,18 +581,25 @@ class Engine:
                 except OpsmindError as exc:
                     errors.append(f"pushed series {rec.id}: {exc}")
                     continue
-            start = info.last_ts + 1e-3 if info.last_ts is not None else now - self.settings.engine.history_s
+            counter = is_counter(rec.name)
+            if info.last_ts is None:
+                start = now - self.settings.engine.history_s
+            else:  # a counter's rate needs the last sample scored before
+                start = info.last_ts - 1e-3 if counter else info.last_ts + 1e-3
             try:
                 got = self.store.samples.read(self.tenant, rec.id, start=start)
             except OpsmindError as exc:
                 errors.append(f"pushed series {rec.id}: {exc}")
                 self._count_error("pushed")
                 continue
-            ok = np.isfinite(got.values)
+            ts, values = got.ts, got.values
+            if counter:
+                ts, values = counter_rate(ts, values)
+            ok = np.isfinite(values)
             if info.last_ts is not None:
-                ok &= got.ts > info.last_ts + 1e-4
+                ok &= ts > info.last_ts + 1e-4
             if ok.any():
-                out[rec.id] = (got.ts[ok], got.values[ok])
+                out[rec.id] = (ts[ok], values[ok])
         return out
 
     # -- remediation ----------------------------------------------------------------------------------------------
