@@ -112,7 +112,8 @@ def test_cycle_against_prometheus_then_backoff_and_stale_marking(prometheus_bin:
                 n2 = store.samples.count("default", lat.id)
                 assert n2 > n1 and second.scored > 0  # only the new samples, scored by the trained detector
                 assert second.inserted == second.scored
-                assert store.models.latest("default", lat.id, "detector").version > state.version
+                # the state is saved every state_every_s (300 s), not every cycle...
+                assert store.models.latest("default", lat.id, "detector").version == state.version
 
                 prom.stop()
                 now = time.time() + 5.0  # samples are due: the engine asks Prometheus
@@ -130,6 +131,9 @@ def test_cycle_against_prometheus_then_backoff_and_stale_marking(prometheus_bin:
                 assert stale.stale == 4
                 assert all(s.stale_since is not None for s in store.series.list("default"))
                 engine.stop()
+                # ...and at a clean stop, so a restart scores nothing again
+                saved = store.models.latest("default", lat.id, "detector")
+                assert saved.version > state.version and saved.n_train == n2
         finally:
             prom.stop()
 
@@ -778,3 +782,59 @@ def test_pushed_counters_are_analysed_as_rates(tmp_path: Path) -> None:
         assert any(a.evidence["value"] == pytest.approx(30.0) for a in flagged)  # the rate, not the total
         assert store.anomalies.list("default", series_id=ids["b"]) == []
         engine.stop()
+
+
+def test_a_crash_between_state_saves_scores_the_stored_samples_again(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detector states are saved every ``state_every_s``, not every cycle. After a crash the restarted engine
+    scores the samples stored since the last save from the store (the scrape endpoint has only new ones) and ends
+    with the records of a run that was never interrupted."""
+    n_train, n_live, crash = 800, 60, 839
+    times = _times(n_train + n_live)
+    values = {f"svc{i}": _series(times.shape[0], i) for i in range(2)}
+    values["svc0"][n_train + 30] = 25.0
+    values["svc1"][n_train + 10 : n_train + 20] += 4.0
+
+    def settings(name: str) -> Settings:
+        return Settings.model_validate({
+            "store": {"url": f"sqlite:///{tmp_path / name}"},
+            "services": [{"name": s, "metrics": {"depth": f'queue_depth{{service="{s}"}}'}} for s in values],
+            "engine": {"scrape_interval_s": 60.0, "history_s": 86400.0, "executor": "thread", "workers": 1,
+                       "state_every_s": 3600.0}})
+
+    def records(store: Store) -> tuple[list[Any], list[Any]]:
+        names = {s.id: s.service for s in store.series.list("default")}
+        return (sorted((names[a.series_id], a.ts, round(a.probability, 12), a.severity)
+                       for a in store.anomalies.list("default", limit=1000)),
+                sorted(_state_summary(names[sid], store.models.latest("default", sid, "detector").load(),
+                                      float(times[-1]) + 60.0) for sid in names))
+
+    cycles = [n_train - 1, *range(n_train + 9, n_train + n_live, 10)]
+    whole = settings("whole.db")
+    with Store.open(whole.store) as store:
+        engine = Engine(whole, store, source=_scrape_source(values, times))
+        for k in cycles:
+            engine.run_cycle(float(times[k]))
+        engine.stop()
+        expected = records(store)
+    assert any(a[0] == "svc0" and a[1] == times[n_train + 30] for a in expected[0])
+
+    crashed = settings("crashed.db")
+    with Store.open(crashed.store) as store:
+        engine = Engine(crashed, store, source=_scrape_source(values, times))
+        for k in (c for c in cycles if c <= crash):
+            engine.run_cycle(float(times[k]))
+        ran = len([c for c in cycles if c <= crash])
+        versions = [store.models.latest("default", s.id, "detector").version for s in store.series.list("default")]
+        assert max(versions) < ran  # saved at the first cycle and when an alert opened or closed, not every cycle
+        monkeypatch.setattr(engine, "_flush_states", lambda: None)  # a crash: nothing saved at the end
+        engine.stop()
+
+        later = {svc: v[crash + 1:] for svc, v in values.items()}
+        restarted = Engine(crashed, store, source=_scrape_source(later, times[crash + 1:]))
+        first = restarted.run_cycle(float(times[crash + 10]))
+        assert first.errors == () and first.scored > 2 * 10  # the 10 new samples, and stored ones again
+        for k in (c for c in cycles if c > crash + 10):
+            restarted.run_cycle(float(times[k]))
+        restarted.stop()
+        assert records(store) == expected

@@ -116,6 +116,9 @@ class EngineSettings(_Model):
     resolve_after_s: float = Field(300.0, gt=0, description="A series alert resolves this long after its "
                                    "probability was last at the threshold.")
     stale_after_s: float = Field(300.0, gt=0, description="A series with no new sample for this long is marked stale.")
+    state_every_s: float = Field(300.0, ge=0, description="How often each series' detector state is saved (0: every "
+                                 "cycle). After a crash the samples since the last save are scored again from the "
+                                 "store; anomalies are kept once per series and time, so nothing is recorded twice.")
     backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between retries of a source that is down.")
     executor: Literal["process", "thread", "dask"] = Field(
         "process", description="Where per-series work runs: a local process pool, threads, or a Dask cluster.")

@@ -11,9 +11,12 @@ One cycle (:meth:`Engine.run_cycle`):
    ``concurrent.futures`` executor (process pool by default, threads, or a Dask cluster): a new series learns
    its history, a known one is scored only on samples newer than its last scored time, with its alert threshold
    calibrated by people's feedback (:func:`opsmind.detect.calibration.calibrated_threshold`).
-3. **Record.** For each series, its new samples, its anomalies and its model state are written in *one*
-   transaction: after a crash either all of a series' cycle is stored or none of it, so a restarted engine
-   neither loses an acknowledged sample nor records an anomaly twice (anomalies are keyed by series and time).
+3. **Record.** For each series, its new samples and its anomalies are written in *one* transaction, with its
+   model state when that is due (every ``state_every_s``, when its alert opens or closes, and at a clean stop: a
+   state is 0.1-0.2 MB, too much to write every cycle). After a crash a restarted engine restores the last saved
+   state and scores the samples stored since then again, from the store when the source no longer has them: it
+   neither loses an acknowledged sample nor records an anomaly twice (anomalies are keyed by series and time),
+   and ends where an uninterrupted run would.
 4. **Alerts and incidents.** Each series whose alert is open is a firing ``OpsmindAnomaly`` alert; the
    :class:`~opsmind.engine.incidents.IncidentService` makes the incidents match that set, and incidents open for
    ``rca.window_s`` get their root-cause analysis.
@@ -126,6 +129,9 @@ class _Series:
     stale: bool = False
     pushed: bool = False  # in the store only through the API (no configured query): its samples are stored already
     context: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=_CONTEXT))
+    saved_at: float | None = None  # when its state was last saved (engine clock)
+    unsaved: dict[str, Any] | None = None  # the newest state not saved yet: models.save arguments
+    catch_up: float | None = None  # after a restore: stored samples up to here are newer than the saved state
 
 
 def make_executor(settings: Settings) -> Executor:
@@ -244,6 +250,7 @@ class Engine:
                 slot.close()
         if self.remediation is not None:
             self.remediation.stop()
+        self._flush_states()
 
     def status(self) -> dict[str, Any]:
         """For ``/api/v1/health``: last cycle, cycles run, sources up, series and stale series."""
@@ -295,6 +302,7 @@ class Engine:
         if not self._restored:
             self._restore()
         pulled = self._pull(now, errors)
+        self._catch_up(pulled, errors)
         pulled.update(self._pushed(now, set(pulled), errors))
         self._cycle_findings = []
         tasks = self._tasks(pulled)
@@ -425,6 +433,8 @@ class Engine:
                     info.state, info.last_ts, info.alert = state, model.last_ts, model.alert
                     info.probability = model.last_probability
         last = self.store.samples.last(self.tenant, info.id)
+        if info.last_ts is not None and last is not None and last[0] > info.last_ts + 1e-4:
+            info.catch_up = last[0]  # stored after the saved state: scored again (see _catch_up)
         end = info.last_ts if info.last_ts is not None else (last[0] if last is not None else None)
         if end is not None:
             ctx = self.store.samples.read(self.tenant, info.id, end=end, limit=_CONTEXT)
@@ -509,6 +519,28 @@ class Engine:
         if not self._restored or info.state is None:
             self._load_state(info)
         return rec.id
+
+    def _catch_up(self, pulled: dict[int, tuple[np.ndarray, np.ndarray]], errors: list[str]) -> None:
+        """After a restore, pulled series whose stored samples are newer than their saved state are scored from
+        the store from that state on (a source such as a scrape endpoint no longer has them); samples pulled again
+        take precedence, and storing them again inserts nothing."""
+        for info in list(self._series.values()):
+            if info.catch_up is None or info.pushed or info.last_ts is None:
+                continue
+            upto, info.catch_up = info.catch_up, None
+            try:
+                got = self.store.samples.read(self.tenant, info.id, start=info.last_ts + 1e-3, end=upto + 1e-3)
+            except OpsmindError as exc:
+                errors.append(f"catch up series {info.id}: {exc}")
+                continue
+            ok = np.isfinite(got.values) & (got.ts > info.last_ts + 1e-4)
+            if not ok.any():
+                continue
+            stored = dict(zip(got.ts[ok].tolist(), got.values[ok].tolist(), strict=True))
+            if info.id in pulled:
+                stored.update(zip(pulled[info.id][0].tolist(), pulled[info.id][1].tolist(), strict=True))
+            ts = np.array(sorted(stored), dtype=np.float64)
+            pulled[info.id] = (ts, np.array([stored[t] for t in ts.tolist()], dtype=np.float64))
 
     # -- pushed series -------------------------------------------------------------------------------------------
     def _adopt_pushed(self, rec: SeriesRecord) -> _Series:
@@ -664,7 +696,7 @@ class Engine:
         return results
 
     def _record(self, res: DetectResult, pulled: tuple[np.ndarray, np.ndarray], now: float) -> tuple[int, int]:
-        """Samples, anomalies and the model state of one series, in one transaction."""
+        """Samples, anomalies and (when due) the model state of one series, in one transaction."""
         info = self._series[res.key]
         ts, values = pulled
         method = str(self._spec.get("type", "opsmind"))
@@ -678,11 +710,14 @@ class Engine:
                                                                          service=info.service)]).inserted
             if items:
                 tx.anomalies.record_many(self.tenant, items)
-            saved = tx.models.save(self.tenant, info.id, ROLE, res.state, kind=method, trained_at=now,
-                                   spec=self._spec, train_start=res.first_ts, train_end=res.last_ts,
-                                   n_train=res.n_seen)
-            if saved.version % _PRUNE_EVERY == 0:
-                tx.models.prune(self.tenant, info.id, ROLE, keep=_KEEP_STATES)
+            state = {"state": res.state, "kind": method, "trained_at": now, "spec": self._spec,
+                     "train_start": res.first_ts, "train_end": res.last_ts, "n_train": res.n_seen}
+            every = self.settings.engine.state_every_s
+            if info.saved_at is None or every <= 0 or now - info.saved_at >= every - 1e-9 or res.alert != info.alert:
+                self._save_state(tx, info.id, state)
+                info.saved_at, info.unsaved = now, None
+            else:
+                info.unsaved = state
         if self.telemetry is not None and not info.pushed:
             self.telemetry.ingested(self.tenant, "pull", inserted)
         info.state, info.last_ts, info.alert, info.probability = res.state, res.last_ts, res.alert, \
@@ -691,6 +726,23 @@ class Engine:
         if res.findings:
             self._cycle_findings.append((info.id, min(f.ts for f in res.findings)))
         return inserted, len(items)
+
+    def _save_state(self, tx: Any, sid: int, state: Mapping[str, Any]) -> None:
+        saved = tx.models.save(self.tenant, sid, ROLE, **state)
+        if saved.version % _PRUNE_EVERY == 0:
+            tx.models.prune(self.tenant, sid, ROLE, keep=_KEEP_STATES)
+
+    def _flush_states(self) -> None:
+        """Save every state newer than its last save (on a clean stop: a restart then scores nothing again)."""
+        for info in list(self._series.values()):
+            if info.unsaved is None:
+                continue
+            try:
+                with self.store.transaction() as tx:
+                    self._save_state(tx, info.id, info.unsaved)
+                info.unsaved = None
+            except OpsmindError as exc:
+                log.warning("state of series %s not saved at stop (it is scored again at start): %s", info.id, exc)
 
     def _store_samples(self, sid: int, pulled: tuple[np.ndarray, np.ndarray], errors: list[str]) -> int:
         info = self._series[sid]

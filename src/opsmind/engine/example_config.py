@@ -75,6 +75,8 @@ engine:
   scale_every_s: 60         # replica recommendations
   rightsize_every_s: 86400  # CPU and memory request recommendations
   stale_after_s: 300        # a series without a new sample this long is marked stale
+  state_every_s: 300        # detector states saved this often (and when an alert changes); after a crash the
+                            # samples since are scored again from the store
   backoff_max_s: 300        # longest wait between tries of a source that is down
   executor: process         # where per-series detection runs: process, thread or dask
   # workers: 4              # size of the local pool (default: CPU count)
