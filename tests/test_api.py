@@ -173,6 +173,14 @@ def test_series_routes(seeded: Seeded) -> None:
     assert samples["ts"] == [NOW - 180, NOW - 120, NOW - 60] and samples["values"] == [0.1, 0.1, None]
     window = c.get(f"/api/v1/series/{seeded.rate_id}/samples", params={"start": NOW - 120, "end": NOW}).json()
     assert len(window["ts"]) == 2
+    assert c.post("/api/v1/ingest", json={"series": [{
+        "name": "http_requests_total", "labels": {"service": "checkout"},
+        "samples": [[NOW - 40, 100.0], [NOW - 30, 150.0], [NOW - 20, 20.0], [NOW - 10, 40.0]]}]}).status_code == 200
+    (counter,) = c.get("/api/v1/series", params={"name": "http_requests_total"}).json()["series"]
+    raw = c.get(f"/api/v1/series/{counter['id']}/samples").json()
+    assert raw["values"] == [100.0, 150.0, 20.0, 40.0]
+    rates = c.get(f"/api/v1/series/{counter['id']}/samples", params={"rate": "true"}).json()
+    assert rates["ts"] == [NOW - 30, NOW - 20, NOW - 10] and rates["values"] == [5.0, 2.0, 2.0]  # reset corrected
     fc = c.get(f"/api/v1/series/{seeded.rate_id}/forecast").json()
     assert fc["mean"] == [10.0, 11.0, None, 13.0] and fc["intervals"]["95"][1][0] == 12.0
     assert_error(c.get(f"/api/v1/series/{seeded.latency_id}/forecast"), 404, "not_found")

@@ -161,7 +161,7 @@ def test_javascript_parses(path: Path) -> None:
 _NODE_SCRIPT = """
 import { EventStreamParser } from "%(api)s";
 import { decimate, timeTicks, valueTicks } from "%(chart)s";
-import { money, num, pct, selector } from "%(util)s";
+import { isCounter, money, num, pct, selector } from "%(util)s";
 const events = [];
 const p = new EventStreamParser((e) => events.push(e));
 p.push(": ping\\n\\nevent: anomaly\\nid: anomaly:7\\ndata: {\\"id\\"");
@@ -178,6 +178,8 @@ console.log(JSON.stringify({
                ordered: d.ts.every((t, i) => i === 0 || t >= d.ts[i - 1]) },
   num: [num(1234), num(0.5), num(null), num(2.5e9)], pct: pct(0.995), money: money(84.5),
   selector: selector("rate", { service: "a", job: "b" }),
+  counters: ["http_requests_total", "rpc_duration_seconds_count", "le_bucket", "queue_depth", "total_free", ""]
+    .map(isCounter),
 }));
 """
 
@@ -202,3 +204,4 @@ def test_javascript_helpers_behave() -> None:
     assert out["num"] == ["1.23k", "0.5", "–", "2.5G"]
     assert out["pct"] == "100%" and out["money"] == "$85"
     assert out["selector"] == 'rate{job="b"}'
+    assert out["counters"] == [True, True, True, False, False, False]

@@ -38,6 +38,7 @@ from opsmind.api.schemas import (
     UseValues,
 )
 from opsmind.config import DEFAULT_ROLES, ServiceConfig, Settings, SloConfig
+from opsmind.core.counters import counter_rate
 from opsmind.store import (
     AnomalyRecord,
     ForecastRecord,
@@ -114,8 +115,10 @@ def series_dicts(store: Store, tenant: str, records: Sequence[SeriesRecord]) -> 
     return [series_dict(r, last.get(r.id)) for r in records]
 
 
-def samples_dict(samples: Samples) -> dict[str, Any]:
-    return {"series_id": samples.series_id, "ts": samples.ts.tolist(), "values": samples.values.tolist()}
+def samples_dict(samples: Samples, rate: bool = False) -> dict[str, Any]:
+    """``rate``: the per-second rate between consecutive samples, counter resets corrected, instead of the values."""
+    ts, values = counter_rate(samples.ts, samples.values) if rate else (samples.ts, samples.values)
+    return {"series_id": samples.series_id, "ts": ts.tolist(), "values": values.tolist()}
 
 
 def forecast_dict(rec: ForecastRecord) -> dict[str, Any]:

@@ -54,6 +54,7 @@ import numpy as np
 from opsmind.config import ServiceConfig, Settings
 from opsmind.core import ConfigError, OpsmindError, SourceError
 from opsmind.core.alerts import Alert
+from opsmind.core.counters import counter_rate, is_counter
 from opsmind.detect.calibration import calibrated_threshold
 from opsmind.engine.alerts import anomaly_alert, incident_alert
 from opsmind.engine.detection import (
@@ -69,7 +70,7 @@ from opsmind.engine.incidents import IncidentService
 from opsmind.engine.jobs import Jobs
 from opsmind.engine.rca import CAPACITY_ROLES, analysis_window, incident_rca, own_changes
 from opsmind.engine.remediation import RemediationLoop, anomaly_event, build_remediator
-from opsmind.engine.sources import PullSource, ScrapeSource, counter_rate, is_counter
+from opsmind.engine.sources import PullSource, ScrapeSource
 from opsmind.rca.frames import parse_series_name
 from opsmind.remediate import Event, Remediator
 from opsmind.sources.prometheus import Prometheus

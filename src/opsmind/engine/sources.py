@@ -25,11 +25,12 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from opsmind.core import ConfigError, FloatArray, Frame, SourceError
+from opsmind.core import ConfigError, Frame, SourceError
+from opsmind.core.counters import reset_adjusted
 from opsmind.sources.prometheus import Prometheus, series_name
 from opsmind.sources.timeparse import Duration, TimeLike, parse_duration, parse_time
 
-__all__ = ["COUNTER_SUFFIXES", "PullSource", "ScrapeSource", "Selector", "counter_rate", "is_counter", "parse_query"]
+__all__ = ["PullSource", "ScrapeSource", "Selector", "parse_query"]
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _SELECTOR = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?:\{{(?P<matchers>[^}}]*)\}})?\s*$")
@@ -193,8 +194,7 @@ def _counter_rate(points: list[tuple[float, float]], fn: str, window_s: float, l
         return {}
     t = np.array([p[0] for p in points])
     v = np.array([p[1] for p in points])
-    drops = np.concatenate([[0.0], np.where(np.diff(v) < 0, v[:-1], 0.0)])
-    adjusted = v + np.cumsum(drops)  # a counter reset adds the value it had before
+    adjusted = reset_adjusted(v)
     out: dict[float, float] = {}
     for i in range(1, len(t)):
         if not lo <= t[i] <= hi:
@@ -207,31 +207,6 @@ def _counter_rate(points: list[tuple[float, float]], fn: str, window_s: float, l
         inc = adjusted[i] - adjusted[j]
         out[float(t[i])] = float(inc if fn == "increase" else inc / dt)
     return out
-
-
-COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
-
-
-def is_counter(metric: str) -> bool:
-    """Whether ``metric`` is a counter by the Prometheus naming conventions (``_total``; a histogram's or
-    summary's ``_count``, ``_sum`` and ``_bucket``)."""
-    return metric.endswith(COUNTER_SUFFIXES)
-
-
-def counter_rate(ts: FloatArray, values: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Per-second rate between consecutive finite samples of a counter, resets corrected (PromQL's ``irate`` at
-    each sample); the first sample has no rate.
-
-    Examples
-    --------
-    >>> counter_rate(np.array([0.0, 10.0, 20.0, 30.0]), np.array([100.0, 150.0, 20.0, 40.0]))
-    (array([10., 20., 30.]), array([5., 2., 2.]))
-    """
-    ok = np.isfinite(values) & np.isfinite(ts)
-    rates = _counter_rate(list(zip(ts[ok].tolist(), values[ok].tolist(), strict=True)), "irate", 0.0,
-                          -math.inf, math.inf)
-    out_t = np.fromiter(rates.keys(), dtype=np.float64, count=len(rates))
-    return out_t, np.fromiter(rates.values(), dtype=np.float64, count=len(rates))
 
 
 def _frame(columns: dict[str, dict[float, float]], query: str) -> Frame:

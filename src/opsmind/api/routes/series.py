@@ -47,9 +47,13 @@ def get_samples(request: Request, series_id: SeriesId, principal: ReadPrincipal,
                 start: Annotated[float | None, TimeQuery] = None, end: Annotated[float | None, TimeQuery] = None,
                 limit: Annotated[int, Query(ge=1, le=100_000,
                                             description="The latest this many samples.")] = 10_000,
+                rate: Annotated[bool, Query(description="The per-second rate between consecutive samples, counter "
+                                            "resets corrected, instead of the values: what the engine analyses "
+                                            "for a counter (a name ending in _total, _count, _sum or _bucket); "
+                                            "the first sample has no rate.")] = False,
                 ) -> Response:
     return state.reads.answer(principal.tenant, request, lambda: views.encode(views.samples_dict(
-        state.store.samples.read(principal.tenant, series_id, start=start, end=end, limit=limit))))
+        state.store.samples.read(principal.tenant, series_id, start=start, end=end, limit=limit), rate)))
 
 
 @router.get("/series/{series_id}/forecast", response_model=ForecastOut, summary="Latest forecast of a series",

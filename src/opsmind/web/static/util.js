@@ -134,6 +134,12 @@ export function selector(name, labels) {
   return inner ? `${name}{${inner}}` : name;
 }
 
+/** A Prometheus counter by its name (_total, _count, _sum, _bucket): charts show its per-second rate, which is
+ * what the engine analyses. */
+export function isCounter(name) {
+  return /_(total|count|sum|bucket)$/.test(name || "");
+}
+
 /** Severity rank for sorting and colours: critical 4 .. low 1, unknown 0. */
 export const SEVERITY = { critical: 4, high: 3, medium: 2, low: 1 };
 

@@ -3,7 +3,7 @@
 import { load } from "../api.js";
 import { sparkline } from "../chart.js";
 import { anomalyList, empty, failed, pageHead, seriesLink, upsertAnomaly } from "../components.js";
-import { bytes, chip, h, num, pct, query, selector, throttle, timeEl } from "../util.js";
+import { bytes, chip, h, isCounter, num, pct, query, selector, throttle, timeEl } from "../util.js";
 
 const STATUS_ORDER = { critical: 0, warn: 1, unknown: 2, ok: 3 };
 const LOAD_NAMES = ["rate", "requests", "rps", "throughput", "load"];
@@ -23,6 +23,7 @@ async function loadSpark(service, signal) {
   if (!series) return { series: null, ts: [], values: [] };
   const end = series.last ? series.last[0] : null;
   const params = end === null ? { limit: 240 } : { start: end - 3600, end, limit: 1000 };
+  if (isCounter(series.name)) params.rate = true;
   const samples = await load(`/series/${series.id}/samples${query(params)}`, { signal });
   return { series, ts: (samples && samples.ts) || [], values: (samples && samples.values) || [] };
 }

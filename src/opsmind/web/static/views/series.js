@@ -3,7 +3,7 @@
 import { load } from "../api.js";
 import { timeChart } from "../chart.js";
 import { anomalyList, empty, pageHead, upsertAnomaly } from "../components.js";
-import { h, num, query, selector, setQuery, timeEl } from "../util.js";
+import { h, isCounter, num, query, selector, setQuery, timeEl } from "../util.js";
 
 const RANGES = [["1h", 3600], ["6h", 6 * 3600], ["24h", 86400], ["7d", 7 * 86400]];
 const REFRESH_MS = 30000;
@@ -42,7 +42,8 @@ export async function seriesView(ctx) {
       empty("This series could not be loaded.", "It may belong to another tenant or have been deleted."));
     return;
   }
-  const title = selector(rec.name, rec.labels);
+  const counter = isCounter(rec.name);  // charted as its per-second rate, the values its anomalies are about
+  const title = selector(rec.name, rec.labels) + (counter ? " (per-second rate)" : "");
   const chartBox = h("div", { class: "chart-box" }, h("p", { class: "empty" }, "Loading samples…"));
   const fcBox = h("div", {});
   const listBox = h("div", {});
@@ -79,6 +80,7 @@ export async function seriesView(ctx) {
   const fetchSamples = async () => {
     const end = rec.last ? rec.last[0] : null;
     const params = end === null ? { limit: 5000 } : { start: end - range, limit: Math.min(100000, Math.ceil(range / 5)) };
+    if (counter) params.rate = true;
     const res = await load(`/series/${id}/samples${query(params)}`, { signal });
     if (res) samples = { ts: res.ts || [], values: res.values || [] };
     if (end === null && samples.ts.length) {
