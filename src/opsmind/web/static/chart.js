@@ -116,7 +116,8 @@ function finite(values) {
 /**
  * Draw a time-series chart into `container` (replacing its content) and redraw it when the container resizes.
  * data: {ts, values, anomalies: [{ts, value, severity, probability, id}], forecast: {timestamps, mean,
- * intervals: {"80": [lo, hi], "95": [lo, hi]}} | null, label, onMarker(anomaly)}.
+ * intervals: {"80": [lo, hi], "95": [lo, hi]}} | null, label, lineLabel (the legend's name for the line,
+ * "samples" by default), onMarker(anomaly)}.
  */
 export function timeChart(container, data) {
   const draw = () => drawChart(container, data);
@@ -259,7 +260,7 @@ function drawChart(container, data) {
   });
 
   const legend = h("div", { class: "legend" },
-    h("span", { class: "key key-line" }, "samples"),
+    h("span", { class: "key key-line" }, data.lineLabel || "samples"),
     fc ? h("span", { class: "key key-mean" }, `forecast (${fc.method || "mean"})`) : null,
     bands.map((b) => h("span", { class: `key key-band-${b.level}` }, `${b.level}% band`)),
     (data.anomalies || []).length ? h("span", { class: "key key-marker" }, "anomaly") : null,

@@ -67,7 +67,7 @@ export async function seriesView(ctx) {
       value: values.has(a.ts) ? values.get(a.ts) : a.evidence && typeof a.evidence.value === "number" ? a.evidence.value : null,
     }));
     timeChart(chartBox, {
-      ts: samples.ts, values: samples.values, anomalies: marks, forecast,
+      ts: samples.ts, values: samples.values, anomalies: marks, forecast, lineLabel: counter ? "rate (per s)" : "samples",
       label: `${title}: ${samples.ts.length} samples, ${marks.length} anomalies${forecast ? ", forecast with bands" : ""}`,
       onMarker: (a) => {
         const row = listBox.querySelector(`[data-anomaly-id="${a.id}"]`);
