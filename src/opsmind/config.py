@@ -55,7 +55,8 @@ class SloConfig(_Model):
     window_s: float = Field(30 * 86400.0, gt=0, description="SLO window for the error budget, seconds.")
 
 
-# The metric each role names when a service sets no `roles` (the simulator's and `opsmind init`'s metric names).
+# Roles of a service that sets no `roles` (or is not configured at all): the metric with the role's name, `rate`
+# for the load.
 DEFAULT_ROLES: dict[str, str] = {"load": "rate", "errors": "errors", "latency": "latency", "cpu": "cpu",
                                  "memory": "memory"}
 

@@ -72,7 +72,6 @@ Status = Literal["ok", "warn", "critical", "unknown"]
 INCIDENT_PENALTY = {"P1": 60.0, "P2": 40.0, "P3": 20.0, "P4": 5.0}
 ANOMALY_WEIGHT = 40.0
 SLO_PENALTY = 20.0
-#: Roles of a service that is not in the configuration: the metric with the role's name.
 _SUMMED = ("load", "errors", "cpu", "memory")  # several series of one role add up; latency takes the worst
 
 
